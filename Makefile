@@ -1,0 +1,30 @@
+# Everything a fresh machine needs: `make demo` runs the pipeline, `make test` the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/perception demo $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check perception nodes tests
+	$(BIN)/ruff format --check perception nodes tests
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/perception bench bus
+
+clean:
+	rm -rf $(VENV) out

@@ -1,0 +1,58 @@
+"""The `perception` command: every tool of the stack, each with --help.
+
+Subcommands live in perception/commands/ (one module each, exposing ``register``); benchmarks
+in perception/benchmarks/ (``configure`` + ``run``). Heavy imports (torch) happen inside the
+handlers so that `perception --help` and the bus tools start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from perception.errors import UserError
+
+COMMAND_MODULES = (
+    "perception.commands.launch",
+    "perception.commands.run",
+    "perception.commands.topic",
+    "perception.commands.bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="perception",
+        description="Camera perception stack: nodes over ZeroMQ for detection, depth and tracking.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `run NODE ...` hands every later argument to the node's own parser (its --help too).
+    if argv[:1] == ["run"]:
+        from perception.commands.run import run_node
+
+        try:
+            return run_node(argv[1:])
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""Process supervisor: starts the nodes of a launch file, restarts crashed ones, stops them all.
+
+A launch file (YAML, see launch/*.yaml) lists nodes with their parameters, respawn policy and
+environment. The launcher restarts a node that crashed (non-zero exit or signal) after a delay that
+doubles with each consecutive crash, gives up on a node that crash-loops (more than
+``max_restarts`` restarts inside ``restart_window_s``) and says so, escalates shutdown
+SIGINT -> SIGTERM -> SIGKILL, shows a live status table, and exits non-zero when a required node
+failed. Each node runs as ``python -m nodes.<kind> --params YAML`` in the launch's namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from perception.bus import BusConfig, Subscriber
+from perception.commands.run import NODES
+from perception.config import from_dict
+from perception.errors import UserError
+from perception.msgs import NodeStatus
+
+log = logging.getLogger("launch")
+
+STABLE_AFTER_S = 10.0  # a node that ran this long has its back-off reset
+
+
+@dataclass
+class NodeSpec:
+    """One node of a launch file."""
+
+    name: str
+    node: str  # kind: a key of perception.commands.run.NODES
+    params: dict[str, Any] = field(default_factory=dict)
+    respawn: bool = True
+    respawn_delay_s: float = 1.0
+    max_restarts: int = 5
+    restart_window_s: float = 60.0
+    required: bool = True
+    exit_on_finish: bool = False  # when it exits 0, stop the whole launch (players, demos)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LaunchFile:
+    nodes: list[NodeSpec]
+    namespace: str = ""
+    bus: dict[str, Any] = field(default_factory=dict)
+    sigint_timeout_s: float = 5.0
+    sigterm_timeout_s: float = 3.0
+
+    @classmethod
+    def load(cls, path: Path) -> LaunchFile:
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"launch file {path} does not exist") from None
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"launch file {path} cannot be read: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
+            raise UserError(f"{path}: a launch file is a map with a 'nodes' list")
+        launch = from_dict(cls, doc, where=path.name)
+        names = [n.name for n in launch.nodes]
+        for spec in launch.nodes:
+            if spec.node not in NODES:
+                raise UserError(
+                    f"{path}: node {spec.name!r} has unknown kind {spec.node!r}; "
+                    f"kinds: {', '.join(NODES)}"
+                )
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise UserError(f"{path}: node names must be unique: {', '.join(sorted(dupes))}")
+        return launch
+
+
+@dataclass
+class Process:
+    """A node's supervised process and its restart bookkeeping."""
+
+    spec: NodeSpec
+    popen: subprocess.Popen[bytes] | None = None
+    state: str = "starting"  # starting running restarting finished failed stopped
+    restarts: int = 0
+    crash_times: list[float] = field(default_factory=list)
+    consecutive_crashes: int = 0
+    started_at: float = 0.0
+    restart_at: float = 0.0
+    exit_code: int | None = None
+    status: NodeStatus | None = None
+
+
+def _die_with_parent() -> None:
+    """Child side: get SIGTERM if the launcher dies, so no node outlives it."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Launcher:
+    def __init__(
+        self,
+        launch: LaunchFile,
+        namespace: str | None = None,
+        out: TextIO = sys.stdout,
+        table_period_s: float = 2.0,
+    ) -> None:
+        self.launch = launch
+        self.namespace = (
+            namespace or launch.namespace or os.environ.get("PERCEPTION_NAMESPACE", "default")
+        )
+        self.bus = from_dict(BusConfig, {**launch.bus, "namespace": self.namespace})
+        self.procs = [Process(spec) for spec in launch.nodes]
+        self.out = out
+        self.table_period_s = table_period_s
+        self.stopping = False
+        self.failed: list[str] = []
+        self._status_subs: dict[str, Subscriber] = {}
+
+    # -- processes --------------------------------------------------------------------------
+    def command(self, spec: NodeSpec) -> list[str]:
+        params = dict(spec.params)
+        node_params = dict(params.get("node", {}))
+        node_params.setdefault("name", spec.name)
+        node_params["bus"] = {**dataclasses.asdict(self.bus), **node_params.get("bus", {})}
+        params["node"] = node_params
+        return [sys.executable, "-m", NODES[spec.node], "--params", yaml.safe_dump(params)]
+
+    def _start(self, proc: Process) -> None:
+        env = {**os.environ, **proc.spec.env}
+        env["PERCEPTION_NAMESPACE"] = self.namespace
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        proc.popen = subprocess.Popen(self.command(proc.spec), env=env, preexec_fn=_die_with_parent)
+        proc.state = "running"
+        proc.started_at = time.monotonic()
+        proc.exit_code = None
+        log.info("started %s (pid %d)", proc.spec.name, proc.popen.pid)
+
+    def _on_exit(self, proc: Process, code: int, now: float) -> None:
+        spec = proc.spec
+        proc.exit_code = code
+        if code == 0:
+            proc.state = "finished"
+            log.info("%s finished", spec.name)
+            if spec.exit_on_finish:
+                log.info("%s is exit_on_finish: stopping the launch", spec.name)
+                self.stopping = True
+            return
+        why = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        if now - proc.started_at >= STABLE_AFTER_S:
+            proc.consecutive_crashes = 0
+        proc.crash_times = [t for t in proc.crash_times if now - t <= spec.restart_window_s]
+        proc.crash_times.append(now)
+        proc.consecutive_crashes += 1
+        if spec.respawn and len(proc.crash_times) <= spec.max_restarts:
+            delay = spec.respawn_delay_s * 2 ** (proc.consecutive_crashes - 1)
+            proc.state = "restarting"
+            proc.restart_at = now + min(delay, 30.0)
+            log.warning("%s died (%s); restarting in %.1f s", spec.name, why, delay)
+            return
+        proc.state = "failed"
+        if spec.respawn:
+            log.error(
+                "%s is crash-looping (%d crashes in %.0f s, last %s): gave up",
+                spec.name,
+                len(proc.crash_times),
+                spec.restart_window_s,
+                why,
+            )
+        else:
+            log.error("%s died (%s) and respawn is off", spec.name, why)
+        if spec.required:
+            self.failed.append(spec.name)
+            log.error("required node %s failed: stopping the launch", spec.name)
+            self.stopping = True
+
+    def poll(self) -> None:
+        """One supervision step: reap exits, restart due nodes, read status messages."""
+        now = time.monotonic()
+        for proc in self.procs:
+            if proc.state == "running" and proc.popen is not None:
+                code = proc.popen.poll()
+                if code is not None:
+                    self._on_exit(proc, code, now)
+            elif proc.state == "restarting" and now >= proc.restart_at and not self.stopping:
+                proc.restarts += 1
+                self._start(proc)
+        for name, sub in self._status_subs.items():
+            for msg in sub.receive():
+                proc = next(p for p in self.procs if p.spec.name == name)
+                if isinstance(msg, NodeStatus):
+                    proc.status = msg
+
+    def stop(self) -> None:
+        """SIGINT, then SIGTERM, then SIGKILL, each after its timeout."""
+        steps = (
+            (signal.SIGINT, self.launch.sigint_timeout_s),
+            (signal.SIGTERM, self.launch.sigterm_timeout_s),
+            (signal.SIGKILL, 5.0),
+        )
+        for sig, timeout in steps:
+            alive = [p for p in self.procs if p.popen is not None and p.popen.poll() is None]
+            if not alive:
+                break
+            if sig != signal.SIGINT:
+                log.warning(
+                    "%s did not stop: sending %s", ", ".join(p.spec.name for p in alive), sig.name
+                )
+            for p in alive:
+                assert p.popen is not None
+                p.popen.send_signal(sig)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and any(
+                p.popen.poll() is None for p in alive if p.popen
+            ):
+                time.sleep(0.05)
+        for p in self.procs:
+            if p.state in ("running", "restarting", "starting"):
+                p.state = "stopped"
+        for sub in self._status_subs.values():
+            sub.close()
+
+    # -- status table -----------------------------------------------------------------------
+    def table(self) -> str:
+        rows = [f"{'node':16} {'pid':>7} {'state':11} {'restarts':>8} {'rate Hz':>8}  health"]
+        for p in self.procs:
+            pid = p.popen.pid if p.popen is not None else 0
+            rate = "-"
+            health = ""
+            if p.status is not None and p.state == "running":
+                rates = [o.get("rate_hz", 0.0) for o in p.status.outputs.values()]
+                rate = f"{max(rates):.1f}" if rates else "-"
+                health = p.status.state + (f": {p.status.message}" if p.status.message else "")
+            rows.append(
+                f"{p.spec.name:16} {pid:>7} {p.state:11} {p.restarts:>8} {rate:>8}  {health}"
+            )
+        return "\n".join(rows)
+
+    # -- main loop --------------------------------------------------------------------------
+    def run(self, duration_s: float = 0.0) -> int:
+        stop_signals: list[int] = []
+
+        def on_signal(signum: int, _frame: object) -> None:
+            stop_signals.append(signum)
+            self.stopping = True
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for proc in self.procs:
+                self._status_subs[proc.spec.name] = Subscriber(
+                    "status", self.bus, instances=[proc.spec.name]
+                )
+                self._start(proc)
+            started = time.monotonic()
+            next_table = started + self.table_period_s
+            while not self.stopping:
+                self.poll()
+                now = time.monotonic()
+                if duration_s and now - started >= duration_s:
+                    log.info("duration of %.1f s reached: stopping", duration_s)
+                    break
+                if all(p.state in ("finished", "failed") for p in self.procs):
+                    break
+                if self.table_period_s and now >= next_table:
+                    next_table = now + self.table_period_s
+                    print(self.table(), file=self.out, flush=True)
+                time.sleep(0.05)
+            self.stop()
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+        print(self.table(), file=self.out, flush=True)
+        if self.failed:
+            log.error("failed: %s", ", ".join(self.failed))
+            return 1
+        return 0

@@ -1,0 +1,256 @@
+"""The skeleton every node process shares.
+
+A node module defines a config dataclass (with a ``node: NodeConfig`` field) and a ``main()``
+that parses it, opens a :class:`Node`, subscribes and advertises, and loops while
+``node.running``. The runtime gives it: clean shutdown on SIGINT/SIGTERM (sockets closed,
+``on_close`` callbacks run), a 1 Hz ``NodeStatus`` (input health, output rates, per-stage
+latency, counted rejects), per-stage timing, input-health gating of ``valid``, and one
+rate-limited log line per kind of bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, TypeVar
+
+import numpy as np
+import zmq
+
+from perception.bus import BusConfig, Publisher, Subscriber
+from perception.config import add_config_arguments, config_from_args
+from perception.errors import UserError
+from perception.logs import RateLimitedLog, setup_logging
+from perception.msgs import NodeStatus
+
+C = TypeVar("C")
+
+
+@dataclass
+class NodeConfig:
+    """Parameters every node has."""
+
+    name: str = field(default="", metadata={"help": "node name (default: the node kind)"})
+    bus: BusConfig = field(default_factory=BusConfig)
+    status_period_s: float = field(default=1.0, metadata={"help": "NodeStatus period"})
+    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING, ERROR"})
+    expected_rates: dict[str, float] = field(
+        default_factory=dict,
+        metadata={"help": "expected input rate per topic, Hz (default: the topics table)"},
+    )
+
+
+class StageTimer:
+    """Durations of one processing stage since the last status report."""
+
+    def __init__(self) -> None:
+        self.samples_ms: list[float] = []
+        self.total = 0
+
+    def add(self, ms: float) -> None:
+        self.samples_ms.append(ms)
+        self.total += 1
+
+    def report(self) -> dict[str, float]:
+        if not self.samples_ms:
+            return {"median": 0.0, "p99": 0.0, "count": 0}
+        a = np.asarray(self.samples_ms)
+        self.samples_ms.clear()
+        return {
+            "median": round(float(np.median(a)), 3),
+            "p99": round(float(np.percentile(a, 99)), 3),
+            "count": len(a),
+        }
+
+
+class Node:
+    """Runtime of one node process. Use as a context manager."""
+
+    def __init__(self, kind: str, config: NodeConfig) -> None:
+        self.kind = kind
+        self.name = config.name or kind
+        self.config = config
+        self.log = setup_logging(self.name, config.log_level)
+        self.context: zmq.Context[Any] = zmq.Context()
+        self.inputs: dict[str, Subscriber] = {}
+        self.outputs: dict[str, Publisher] = {}
+        self.stages: dict[str, StageTimer] = {}
+        self.counters: Counter[str] = Counter()
+        self.state = "ok"
+        self.state_message = ""
+        self.running = True
+        self._on_close: list[Callable[[], None]] = []
+        self._started_ns = time.monotonic_ns()
+        self._last_status_ns = 0
+        self._last_output_counts: dict[str, tuple[int, int]] = {}
+        self._warn = RateLimitedLog(self.log)
+        self._poller = zmq.Poller()
+        self._status = Publisher("status", config.bus, instance=self.name, context=self.context)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+
+    # -- wiring -----------------------------------------------------------------------------
+    def subscribe(self, topic: str, instances: Iterable[str | None] = (None,)) -> Subscriber:
+        sub = Subscriber(
+            topic,
+            self.config.bus,
+            instances=list(instances),
+            context=self.context,
+            expected_rate_hz=self.config.expected_rates.get(topic),
+            log=self.log,
+        )
+        self.inputs[topic] = sub
+        self._poller.register(sub.socket, zmq.POLLIN)
+        return sub
+
+    def advertise(self, topic: str, instance: str | None = None) -> Publisher:
+        pub = Publisher(topic, self.config.bus, instance=instance, context=self.context)
+        self.outputs[pub.key] = pub
+        return pub
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` at shutdown (flush files, release devices), newest first."""
+        self._on_close.append(callback)
+
+    # -- loop helpers -----------------------------------------------------------------------
+    def wait(self, timeout_s: float) -> list[Subscriber]:
+        """Wait up to ``timeout_s`` for any input; publishes status when due."""
+        self.spin_once()
+        if not self.inputs:
+            time.sleep(max(0.0, timeout_s))
+            return []
+        ready = dict(self._poller.poll(max(0, int(timeout_s * 1000))))
+        self.spin_once()
+        return [s for s in self.inputs.values() if s.socket in ready]
+
+    def sleep_until(self, deadline_ns: int) -> None:
+        """Sleep until a monotonic deadline in short steps, staying responsive to signals."""
+        while self.running:
+            self.spin_once()
+            left = deadline_ns - time.monotonic_ns()
+            if left <= 0:
+                return
+            time.sleep(min(left / 1e9, 0.05))
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a processing stage; medians and p99 go into the status."""
+        t0 = time.perf_counter_ns()
+        try:
+            yield
+        finally:
+            self.stages.setdefault(name, StageTimer()).add((time.perf_counter_ns() - t0) / 1e6)
+
+    def inputs_ok(self, topics: Sequence[str] | None = None) -> bool:
+        """True when every (named) input is alive, at rate and upstream-valid."""
+        now = time.monotonic_ns()
+        subs = [self.inputs[t] for t in topics] if topics else list(self.inputs.values())
+        return all(s.stats.health(now).ok for s in subs)
+
+    def reject(self, reason: str, detail: str) -> None:
+        """Count a rejected input and log it at a bounded rate; the node goes on."""
+        self.counters[f"rejected.{reason}"] += 1
+        self._warn.warning(reason, f"rejected input ({reason}): {detail}")
+
+    def set_state(self, state: str, message: str = "") -> None:
+        if (state, message) != (self.state, self.state_message):
+            log = self.log.info if state == "ok" else self.log.warning
+            log("state %s%s", state, f": {message}" if message else "")
+        self.state, self.state_message = state, message
+
+    # -- status -----------------------------------------------------------------------------
+    def spin_once(self) -> None:
+        now = time.monotonic_ns()
+        if now - self._last_status_ns >= self.config.status_period_s * 1e9:
+            self._publish_status(now)
+
+    def status_message(self, now_ns: int) -> NodeStatus:
+        elapsed_s = max((now_ns - self._last_status_ns) / 1e9, 1e-9) if self._last_status_ns else 0
+        outputs = {}
+        for key, pub in self.outputs.items():
+            last_count, _ = self._last_output_counts.get(key, (0, 0))
+            rate = (pub.published - last_count) / elapsed_s if elapsed_s else 0.0
+            outputs[key] = {"rate_hz": round(rate, 3), "published": pub.published}
+            self._last_output_counts[key] = (pub.published, now_ns)
+        state = self.state
+        if state == "ok" and self.inputs and not self.inputs_ok():
+            state = "degraded"
+        return NodeStatus(
+            frame_id=self.name,
+            stamp_ns=time.time_ns(),
+            node=self.name,
+            pid=os.getpid(),
+            uptime_s=(now_ns - self._started_ns) / 1e9,
+            state=state,
+            message=self.state_message,
+            inputs={t: s.stats.report(now_ns) for t, s in self.inputs.items()},
+            outputs=outputs,
+            stages_ms={k: v.report() for k, v in self.stages.items()},
+            counters=dict(self.counters),
+        )
+
+    def _publish_status(self, now_ns: int) -> None:
+        msg = self.status_message(now_ns)
+        self._last_status_ns = now_ns
+        self._status.publish(msg)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.running:
+            self.log.info("received %s, shutting down", signal.Signals(signum).name)
+        self.running = False
+
+    def close(self) -> None:
+        self.running = False
+        for callback in reversed(self._on_close):
+            try:
+                callback()
+            except Exception:  # shutdown goes on: one failing close must not leak the rest
+                self.log.exception("error while closing")
+        with contextlib.suppress(zmq.ZMQError):
+            self._publish_status(time.monotonic_ns())
+        for sub in self.inputs.values():
+            sub.close()
+        for pub in [*self.outputs.values(), self._status]:
+            pub.close()
+        self.context.term()
+        self.log.info("stopped")
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def node_main(
+    kind: str,
+    config_cls: type[C],
+    run: Callable[[C], int | None],
+    argv: Sequence[str] | None = None,
+    description: str = "",
+) -> int:
+    """Parse ``config_cls`` from the command line and call ``run``; errors become exit 2."""
+    parser = argparse.ArgumentParser(
+        prog=f"perception run {kind}",
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_config_arguments(parser, config_cls)
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(config_cls, args)
+        return run(config) or 0
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

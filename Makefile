@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $(STAMP)
 
+DURATION ?= 20
 demo: $(STAMP)
-	$(BIN)/perception demo $(ARGS)
+	$(BIN)/perception launch launch/demo.yaml --duration $(DURATION) $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)

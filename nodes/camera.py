@@ -49,6 +49,10 @@ class CameraConfig:
     seed: int = field(default=0, metadata={"help": "seed of the synthetic drive"})
     encoding: str = field(default="bgr8", metadata={"help": "bgr8 | jpeg"})
     jpeg_quality: int = field(default=90, metadata={"help": "JPEG quality for encoding=jpeg"})
+    start_delay_s: float = field(
+        default=0.5,
+        metadata={"help": "wait after binding so waiting subscribers join (slow joiner)"},
+    )
     width: int = field(default=0, metadata={"help": "device capture width"})
     height: int = field(default=0, metadata={"help": "device capture height"})
 
@@ -181,6 +185,7 @@ def run(config: CameraConfig) -> int:
     with Node("camera", config.node) as node:
         cam = CameraPublisher(node, config)
         node.on_close(cam.source.close)
+        node.sleep_until(time.monotonic_ns() + int(config.start_delay_s * 1e9))
         node.log.info(
             "publishing %s from %s on %s", config.camera, config.source, cam.frames_pub.address
         )

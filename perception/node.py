@@ -242,7 +242,7 @@ def node_main(
     parser = argparse.ArgumentParser(
         prog=f"perception run {kind}",
         description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_arguments(parser, config_cls)
     args = parser.parse_args(argv)

@@ -16,7 +16,7 @@ def resolve_data_path(path: str | Path) -> Path:
     if p.exists() or p.is_absolute():
         if not p.exists():
             raise UserError(f"{p} does not exist")
-        return p
+        return p.resolve()
     candidate = PROJECT_ROOT / p
     if candidate.exists():
         return candidate

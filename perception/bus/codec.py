@@ -118,9 +118,13 @@ def encode(topic: str, msg: Message, validate: bool = True) -> list[Any]:
     header: dict[str, Any] = {"type": cls.TYPE, "version": cls.VERSION}
     for name in ENVELOPE:
         header[name] = _plain(getattr(msg, name))
+    hints = _hints(cls)
     header["fields"] = {
         f.name: _plain(getattr(msg, f.name)) for f in value_fields(cls) if f.name not in ENVELOPE
     }
+    for name, v in header["fields"].items():  # an int given for a float field travels as float
+        if hints[name] is float and isinstance(v, int) and not isinstance(v, bool):
+            header["fields"][name] = float(v)
     specs: list[list[Any]] = []
     buffers: list[Any] = []
     for name, spec in array_fields(cls):
@@ -205,6 +209,12 @@ def decode(
     fields = array_fields(cls)
     specs = header["buffers"]
     buffers = frames[2:]
+    for buf in buffers:
+        if memoryview(buf).nbytes > limits.max_buffer_bytes:
+            raise OversizeField(
+                f"{cls.TYPE}: a buffer of {memoryview(buf).nbytes} bytes exceeds "
+                f"{limits.max_buffer_bytes}"
+            )
     if len(specs) != len(fields) or len(buffers) != len(fields):
         raise BufferCountMismatch(
             f"{cls.TYPE} has {len(fields)} buffers; header lists {len(specs)}, "
@@ -297,45 +307,59 @@ def _hints(cls: type[Message]) -> dict[str, Any]:
     return _HINTS[cls.TYPE]
 
 
+_VALUE_SCHEMAS: dict[type[Message], list[tuple[str, bool, str, Any, bool]]] = {}
+
+
+def _value_schema(cls: type[Message]) -> list[tuple[str, bool, str, Any, bool]]:
+    """Per small field: (name, in the envelope, kind, list item type, must be finite).
+
+    Worked out once per type: validation runs for every message on the hot path.
+    """
+    if cls not in _VALUE_SCHEMAS:
+        hints = _hints(cls)
+        schema = []
+        for f in value_fields(cls):
+            hint = hints[f.name]
+            origin = typing.get_origin(hint)
+            item = typing.get_args(hint)[0] if origin is list else None
+            kind = {bool: "bool", int: "int", float: "float", str: "str"}.get(hint) or {
+                list: "list",
+                dict: "dict",
+            }.get(origin)
+            if kind is None:  # pragma: no cover - a schema author's mistake
+                raise TypeError(f"{cls.TYPE}.{f.name}: unsupported field type {hint}")
+            schema.append((f.name, f.name in ENVELOPE, kind, item, f.metadata.get("finite", True)))
+        _VALUE_SCHEMAS[cls] = schema
+    return _VALUE_SCHEMAS[cls]
+
+
 def _check_values(cls: type[Message], header: dict[str, Any]) -> dict[str, Any]:
     """Type-check the envelope and the small fields; returns constructor arguments."""
-    hints = _hints(cls)
     out: dict[str, Any] = {}
     fields = header["fields"]
-    for f in value_fields(cls):
-        source = header if f.name in ENVELOPE else fields
-        if f.name not in source:
-            raise InvalidField(f"{cls.TYPE}: missing field {f.name!r}")
-        out[f.name] = _check_value(
-            cls, f.name, hints[f.name], source[f.name], f.metadata.get("finite", True)
-        )
+    for name, in_envelope, kind, item, finite in _value_schema(cls):
+        source = header if in_envelope else fields
+        if name not in source:
+            raise InvalidField(f"{cls.TYPE}: missing field {name!r}")
+        v = source[name]
+        if kind == "str":
+            ok = isinstance(v, str)
+        elif kind == "int":
+            ok = _int_ok(v)
+        elif kind == "bool":
+            ok = isinstance(v, bool)
+        elif kind == "float":
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if ok:
+                v = float(v)
+                if finite and not math.isfinite(v):
+                    raise NonFiniteValue(f"{cls.TYPE}.{name} must be finite")
+        elif kind == "list":
+            ok = isinstance(v, list) and all(isinstance(x, item) for x in v)
+        else:
+            ok = isinstance(v, dict)
+        if not ok:
+            expected = f"a list of {item.__name__}" if item else f"a {kind}"
+            raise InvalidField(f"{cls.TYPE}.{name} must be {expected}")
+        out[name] = v
     return out
-
-
-def _check_value(cls: type[Message], name: str, hint: Any, v: Any, finite: bool) -> Any:
-    where = f"{cls.TYPE}.{name}"
-    if hint is bool:
-        if not isinstance(v, bool):
-            raise InvalidField(f"{where} must be a bool")
-    elif hint is int:
-        if not _int_ok(v):
-            raise InvalidField(f"{where} must be an integer")
-    elif hint is float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise InvalidField(f"{where} must be a number")
-        v = float(v)
-        if finite and not math.isfinite(v):
-            raise NonFiniteValue(f"{where} must be finite")
-    elif hint is str:
-        if not isinstance(v, str):
-            raise InvalidField(f"{where} must be a string")
-    elif typing.get_origin(hint) is list:
-        (item,) = typing.get_args(hint)
-        if not isinstance(v, list) or not all(isinstance(x, item) for x in v):
-            raise InvalidField(f"{where} must be a list of {item.__name__}")
-    elif typing.get_origin(hint) is dict:
-        if not isinstance(v, dict):
-            raise InvalidField(f"{where} must be a map")
-    else:  # pragma: no cover - a schema author's mistake, caught by the tests of msgs
-        raise TypeError(f"{where}: unsupported field type {hint}")
-    return v

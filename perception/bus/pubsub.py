@@ -80,8 +80,10 @@ class Publisher:
         self._seq += 1
         self.published += 1
 
-    def close(self) -> None:
-        self._sock.close(0)
+    def close(self, linger_ms: int = 500) -> None:
+        """Close, giving queued messages up to ``linger_ms`` to leave (a clean stop delivers
+        the last frame; a dead peer cannot make shutdown hang)."""
+        self._sock.close(linger_ms)
 
 
 class Subscriber:
@@ -107,9 +109,11 @@ class Subscriber:
         self._rejects = RateLimitedLog(log or logging.getLogger(f"sub.{topic}"))
         self.socket = (context or zmq.Context.instance()).socket(zmq.SUB)
         _socket_options(self.socket, self.topic)
-        self.socket.setsockopt(zmq.MAXMSGSIZE, self.topic.max_bytes)
+        # The codec counts and rejects frames over max_bytes; the socket drops the connection of a
+        # peer that sends frames over twice that, so hostile sizes never reach memory.
+        self.socket.setsockopt(zmq.MAXMSGSIZE, 2 * self.topic.max_bytes)
         self.socket.setsockopt(zmq.RECONNECT_IVL, 100)
-        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 200)  # join a late publisher quickly
         self._topic_bytes = topic.encode()
         self.socket.setsockopt(zmq.SUBSCRIBE, self._topic_bytes)
         for address in self.addresses:

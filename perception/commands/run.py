@@ -11,6 +11,7 @@ from perception.errors import UserError
 # node name -> module with main(argv) -> int
 NODES = {
     "camera": "nodes.camera",
+    "monitor": "nodes.monitor",
 }
 
 

@@ -1,0 +1,162 @@
+"""Publisher/Subscriber across real processes on ipc and tcp: delivery, policies, health."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from perception.bus import BusConfig, Publisher, Subscriber, endpoint
+from perception.bus.health import InputStats
+from perception.msgs import CameraFrame, Detections
+
+PUBLISHER = textwrap.dedent(
+    """
+    import json, sys, time
+    import numpy as np
+    from perception.bus import BusConfig, Publisher
+    from perception.msgs import CameraFrame, Detections
+    bus = BusConfig(**json.loads(sys.argv[1]))
+    count, period = int(sys.argv[2]), float(sys.argv[3])
+    frames = Publisher("camera/frames", bus)
+    dets = Publisher("perception/detections", bus)
+    time.sleep(0.7)  # slow joiner
+    for i in range(count):
+        image = np.full((96, 128, 3), i % 256, np.uint8)
+        frames.publish(CameraFrame(stamp_ns=i, frame_id="cam", camera="cam", width=128,
+                                   height=96, image=image))
+        dets.publish(Detections(stamp_ns=i, class_names=["car"],
+                                boxes_xyxy=np.full((2, 4), i, np.float32),
+                                scores=np.full(2, 0.5, np.float32),
+                                class_ids=np.zeros(2, np.int32),
+                                depth_m=np.full(2, 10.0, np.float32)))
+        time.sleep(period)
+    time.sleep(1.0)
+    """
+)
+
+
+def start_publisher(bus: BusConfig, count: int, period_s: float) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            PUBLISHER,
+            json.dumps(dataclasses.asdict(bus)),
+            str(count),
+            str(period_s),
+        ]
+    )
+
+
+def test_queued_topic_delivers_everything_in_order(any_bus: BusConfig) -> None:
+    sub = Subscriber("perception/detections", any_bus)
+    proc = start_publisher(any_bus, count=100, period_s=0.002)
+    got: list[Detections] = []
+    deadline = time.monotonic() + 20
+    while len(got) < 100 and time.monotonic() < deadline:
+        got.extend(m for m in sub.receive(timeout_ms=200) if isinstance(m, Detections))
+    proc.wait(20)
+    sub.close()
+    assert [m.stamp_ns for m in got] == list(range(100))
+    assert [m.seq for m in got] == list(range(100))
+    assert np.array_equal(got[42].boxes_xyxy, np.full((2, 4), 42, np.float32))
+    assert sub.stats.dropped == 0 and not sub.stats.rejected
+
+
+def test_keep_latest_skips_stale_frames_while_queue_loses_nothing(any_bus: BusConfig) -> None:
+    frames = Subscriber("camera/frames", any_bus)
+    dets = Subscriber("perception/detections", any_bus)
+    proc = start_publisher(any_bus, count=60, period_s=0.02)
+    frame_seqs: list[int] = []
+    det_seqs: list[int] = []
+    deadline = time.monotonic() + 20
+    while len(det_seqs) < 60 and time.monotonic() < deadline:
+        got = frames.receive(timeout_ms=100)
+        assert len(got) <= 1  # one source: never more than its newest frame
+        for msg in got:
+            assert isinstance(msg, CameraFrame)
+            frame_seqs.append(msg.seq)
+            assert int(msg.image[0, 0, 0]) == msg.stamp_ns % 256
+        det_seqs.extend(m.seq for m in dets.receive())
+        time.sleep(0.15)  # a slow consumer: ~7 frames arrive per iteration
+    proc.wait(20)
+    assert det_seqs == list(range(60))
+    assert frame_seqs == sorted(frame_seqs) and len(frame_seqs) < 40
+    assert frames.stats.stale_dropped >= 60 - len(frame_seqs) - 2
+    assert frames.stats.dropped == 0
+    # what was delivered was the newest at the time: the last frame is always seen
+    assert frame_seqs[-1] == 59
+
+
+def test_drops_are_counted_from_seq_gaps_and_restarts_tolerated() -> None:
+    stats = InputStats(expected_rate_hz=10)
+    for seq in (0, 1, 2, 5, 6, 9):
+        stats.on_message("cam", seq, seq * 100_000_000)
+    assert stats.dropped == 4
+    stats.on_message("cam", 0, 10 * 100_000_000)  # publisher restarted
+    assert stats.restarts == 1 and stats.dropped == 4
+    stats.on_message("other", 7, 10 * 100_000_000)  # a second source counts on its own
+    assert stats.dropped == 4
+
+
+def test_health_alive_rate_and_upstream_validity() -> None:
+    stats = InputStats(expected_rate_hz=10)
+    assert not stats.health(0).alive
+    t = 0
+    for seq in range(20):
+        t = seq * 100_000_000
+        stats.on_message("cam", seq, t)
+        stats.on_delivered(valid=True)
+    h = stats.health(t + 1_000)
+    assert h.alive and h.rate_ok and h.upstream_valid and h.ok
+    assert stats.rate_hz(t) == pytest.approx(10.0)
+    assert not stats.health(t + 2_000_000_000).alive  # silent for 2 s
+    slow = InputStats(expected_rate_hz=10)
+    for seq in range(10):  # arriving at 2 Hz
+        t = seq * 500_000_000
+        slow.on_message("cam", seq, t)
+    h = slow.health(t + 1_000)
+    assert h.alive and not h.rate_ok and not h.ok
+    assert slow.rate_hz(t) == pytest.approx(2.0)
+    stats.on_delivered(valid=False)
+    assert not stats.health(t).upstream_valid
+
+
+def test_garbage_on_the_wire_is_counted_not_raised(bus: BusConfig) -> None:
+    ctx = zmq.Context()
+    raw = ctx.socket(zmq.PUB)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.bind(endpoint(bus, "perception/detections"))
+    sub = Subscriber("perception/detections", bus)
+    time.sleep(0.3)
+    raw.send_multipart([b"perception/detections", b"\x00\xffnot msgpack"])
+    raw.send_multipart([b"perception/detections"])
+    raw.send_multipart([b"perception/detectionsXYZ", b"{}"])
+    time.sleep(0.3)
+    assert sub.receive() == []
+    assert sum(sub.stats.rejected.values()) == 3
+    assert sub.stats.rejected["malformed"] == 3
+    sub.close()
+    ctx.destroy(0)
+
+
+def test_publisher_refuses_the_wrong_type_and_a_taken_address(bus: BusConfig) -> None:
+    pub = Publisher("perception/detections", bus)
+    with pytest.raises(TypeError):
+        pub.publish(CameraFrame(width=1, height=1, image=np.zeros((1, 1, 3), np.uint8)))
+    tcp = BusConfig(transport="tcp", namespace=bus.namespace, port_base=bus.tcp_port_base() + 3)
+    first = Publisher("perception/tracks", tcp)
+    from perception.errors import UserError
+
+    with pytest.raises(UserError, match="cannot publish"):
+        Publisher("perception/tracks", tcp)
+    first.close()
+    pub.close()

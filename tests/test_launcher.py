@@ -1,0 +1,145 @@
+"""The launcher as a process: restarts a SIGKILLed node, gives up on a crash loop, escalates."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from perception.bus import BusConfig, Subscriber
+from perception.launcher import LaunchFile
+from perception.errors import UserError
+from perception.msgs import NodeStatus
+from tests.conftest import OPENCV_DATA, REPO, wait_for
+
+VIDEO = OPENCV_DATA / "vtest.avi"
+
+
+def write_launch(tmp_path: Path, nodes: list[dict[str, Any]], **extra: Any) -> Path:
+    path = tmp_path / "test.yaml"
+    path.write_text(yaml.safe_dump({"nodes": nodes, **extra}))
+    return path
+
+
+def start_launcher(path: Path, bus: BusConfig, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PERCEPTION_NAMESPACE": bus.namespace}
+    return subprocess.Popen(
+        [sys.executable, "-m", "perception.cli", "launch", str(path), "--table-period", "1", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def camera_node(name: str, **params: Any) -> dict[str, Any]:
+    source = str(VIDEO) if VIDEO.exists() else "synthetic"
+    base = {"source": source, "loop": True, "calibration": "", "node": {"status_period_s": 0.3}}
+    return {"name": name, "node": "camera", "params": {**base, **params}}
+
+
+def status_of(sub: Subscriber) -> NodeStatus | None:
+    msgs = [m for m in sub.receive(timeout_ms=100) if isinstance(m, NodeStatus)]
+    return msgs[-1] if msgs else None
+
+
+def test_sigkilled_node_is_restarted(bus: BusConfig, tmp_path: Path) -> None:
+    launch = write_launch(
+        tmp_path,
+        [
+            {**camera_node("cam"), "respawn_delay_s": 0.2},
+            {"name": "mon", "node": "monitor", "params": {"topics": ["camera/frames"]}},
+        ],
+    )
+    proc = start_launcher(launch, bus, "--duration", "25")
+    status = Subscriber("status", bus, instances=["cam"])
+    first = wait_for(lambda: status_of(status), 20, "camera status")
+    os.kill(first.pid, signal.SIGKILL)
+    second = wait_for(
+        lambda: (s := status_of(status)) and s.pid != first.pid and s, 20, "restarted camera"
+    )
+    assert second.uptime_s < first.uptime_s + 20
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "cam died (signal SIGKILL); restarting" in out
+    table = out.strip().splitlines()[-3:]
+    assert any(line.startswith("cam ") and " 1 " in line for line in table), table
+
+
+def test_crash_looping_required_node_fails_the_launch(bus: BusConfig, tmp_path: Path) -> None:
+    launch = write_launch(
+        tmp_path,
+        [
+            {**camera_node("broken", encoding="webp"), "respawn_delay_s": 0.1, "max_restarts": 2},
+            {"name": "mon", "node": "monitor", "params": {}},
+        ],
+    )
+    proc = start_launcher(launch, bus, "--duration", "60")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert "broken is crash-looping" in out and "gave up" in out
+    assert "required node broken failed" in out
+    assert out.count("started broken") == 3  # first start + 2 restarts
+
+
+def test_shutdown_escalates_to_sigkill(bus: BusConfig, tmp_path: Path) -> None:
+    launch = write_launch(
+        tmp_path, [camera_node("stuck")], sigint_timeout_s=0.5, sigterm_timeout_s=0.5
+    )
+    proc = start_launcher(launch, bus)
+    status = Subscriber("status", bus, instances=["stuck"])
+    report = wait_for(lambda: status_of(status), 20, "node status")
+    os.kill(report.pid, signal.SIGSTOP)  # a hung node: it cannot act on SIGINT or SIGTERM
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert "sending SIGTERM" in out and "sending SIGKILL" in out, out
+    with pytest.raises(ProcessLookupError):
+        os.kill(report.pid, 0)
+
+
+def test_finished_node_can_end_the_launch(bus: BusConfig, tmp_path: Path) -> None:
+    launch = write_launch(
+        tmp_path,
+        [
+            {**camera_node("once", loop=False, frames=5, fps=20), "exit_on_finish": True},
+            {"name": "mon", "node": "monitor", "params": {}},
+        ],
+    )
+    proc = start_launcher(launch, bus)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "once finished" in out and "stopping the launch" in out
+
+
+def test_launch_file_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="unknown kind"):
+        LaunchFile.load(write_launch(tmp_path, [{"name": "a", "node": "teleporter"}]))
+    with pytest.raises(UserError, match="unique"):
+        LaunchFile.load(write_launch(tmp_path, [camera_node("a"), camera_node("a")]))
+    with pytest.raises(UserError, match="unknown parameter"):
+        LaunchFile.load(write_launch(tmp_path, [{**camera_node("a"), "respawm": True}]))
+    with pytest.raises(UserError, match="does not exist"):
+        LaunchFile.load(tmp_path / "nope.yaml")
+    result = subprocess.run(
+        [sys.executable, "-m", "perception.cli", "launch", str(tmp_path / "nope.yaml")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and result.stderr.startswith("error: ")
+    assert "nope.yaml does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_launch_directory_files_parse() -> None:
+    for path in sorted((REPO / "launch").glob("*.yaml")):
+        LaunchFile.load(path)

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from perception.bus import BusConfig, Subscriber
-from perception.launcher import LaunchFile
 from perception.errors import UserError
+from perception.launcher import LaunchFile
 from perception.msgs import NodeStatus
 from tests.conftest import OPENCV_DATA, REPO, wait_for
 

@@ -147,7 +147,11 @@ class Node:
         try:
             yield
         finally:
-            self.stages.setdefault(name, StageTimer()).add((time.perf_counter_ns() - t0) / 1e6)
+            self.record_stage(name, (time.perf_counter_ns() - t0) / 1e6)
+
+    def record_stage(self, name: str, ms: float) -> None:
+        """Add a duration measured elsewhere (e.g. on the GPU) to a stage's statistics."""
+        self.stages.setdefault(name, StageTimer()).add(ms)
 
     def inputs_ok(self, topics: Sequence[str] | None = None) -> bool:
         """True when every (named) input is alive, at rate and upstream-valid."""

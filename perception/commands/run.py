@@ -12,6 +12,7 @@ from perception.errors import UserError
 NODES = {
     "camera": "nodes.camera",
     "monitor": "nodes.monitor",
+    "detector": "nodes.detector",
 }
 
 

@@ -13,11 +13,15 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from perception.errors import UserError
+
+if TYPE_CHECKING:
+    from perception.inference import Engine
 from perception.msgs import CameraFrame
 from perception.node import Node, NodeConfig, node_main
 
@@ -69,7 +73,7 @@ def frame_to_bgr(frame: CameraFrame) -> np.ndarray:
     return image
 
 
-def build_engine(config: DetectorConfig):  # type: ignore[no-untyped-def]
+def build_engine(config: DetectorConfig) -> Engine:
     """Load the network once (torch is imported here, not at module import)."""
     from perception.inference import Engine, EngineConfig
 
@@ -79,7 +83,7 @@ def build_engine(config: DetectorConfig):  # type: ignore[no-untyped-def]
         input_hw=input_hw,
         score_threshold=config.score_threshold,
         top_k=config.top_k,
-        precision=config.precision,  # type: ignore[arg-type]
+        precision=config.precision,  # type: ignore[arg-type]  # EngineConfig checks it
         cuda_graph=config.cuda_graph,
         compile=config.compile,
         threads=config.threads or None,

@@ -13,6 +13,7 @@ NODES = {
     "camera": "nodes.camera",
     "monitor": "nodes.monitor",
     "detector": "nodes.detector",
+    "tracker": "nodes.tracker",
 }
 
 

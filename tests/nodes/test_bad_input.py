@@ -75,11 +75,17 @@ def bad_messages(topic: str, round_: int) -> list[list[bytes]]:
 NODE_PARAMS: dict[str, dict[str, Any]] = {
     "monitor": {"topics": ["perception/detections"]},
     "detector": {"random_model": "nano", "input_height": 64, "input_width": 96},
+    "tracker": {},
 }
 
 
 @pytest.mark.parametrize(
-    "kind, topic", [("monitor", "perception/detections"), ("detector", "camera/frames")]
+    "kind, topic",
+    [
+        ("monitor", "perception/detections"),
+        ("detector", "camera/frames"),
+        ("tracker", "perception/detections"),
+    ],
 )
 def test_node_survives_and_counts_bad_input(
     any_bus: BusConfig, start_node, kind: str, topic: str

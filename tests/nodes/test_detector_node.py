@@ -52,8 +52,14 @@ def test_two_cameras_are_batched_in_one_forward(bus: BusConfig, start_node) -> N
     for name in ("front", "rear"):
         start_node(
             "camera",
-            {"source": str(VIDEO), "fps": 10, "loop": True, "instance": name, "camera": name,
-             "calibration": ""},
+            {
+                "source": str(VIDEO),
+                "fps": 10,
+                "loop": True,
+                "instance": name,
+                "camera": name,
+                "calibration": "",
+            },
             bus,
         )
     cameras: dict[str, int] = {}

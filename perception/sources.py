@@ -219,8 +219,10 @@ class SyntheticSource:
     def open(self) -> None:
         from perception.camera import CameraModel
         from perception.synth import SyntheticDrive
+        from perception.synth.config import DriveConfig
 
-        self._drive = SyntheticDrive(self.seed, CameraModel.load(self.calibration), fps=self.fps)
+        camera = CameraModel.load(self.calibration)
+        self._drive = SyntheticDrive(self.seed, camera, DriveConfig(fps=self.fps))
         self._index = 0
 
     def read(self) -> SourceFrame | None:

@@ -21,6 +21,7 @@ import numpy as np
 import zmq
 
 from perception.bus import BusConfig, Publisher, Subscriber, endpoint
+from perception.bus.codec import decode, decode_header, encode
 from perception.bus.topics import QueuePolicy
 from perception.msgs import CameraFrame
 
@@ -138,8 +139,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def codec_cost(hw: tuple[int, int], repeats: int = 2000) -> dict[str, float]:
+    """CPU time of our layer alone (encode + validate, decode + validate), microseconds."""
+    image = np.zeros((*hw, 3), np.uint8)
+    msg = CameraFrame(frame_id="b", camera="b", width=hw[1], height=hw[0], image=image)
+    frames = encode("camera/frames", msg)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        encode("camera/frames", msg)
+    t1 = time.perf_counter()
+    for _ in range(repeats):
+        decode(frames, header=decode_header(frames[1]))
+    t2 = time.perf_counter()
+    return {
+        "encode_us": round((t1 - t0) / repeats * 1e6, 2),
+        "decode_us": round((t2 - t1) / repeats * 1e6, 2),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     for frame in args.frames.split(","):
+        print(json.dumps({"bench": "bus_codec", "frame": frame, **codec_cost(FRAMES[frame])}))
         hw = FRAMES[frame]
         for transport in args.transports.split(","):
             lat: dict[str, list[float]] = {"ours": [], "base": []}

@@ -19,6 +19,11 @@ COMMAND_MODULES = (
     "perception.commands.run",
     "perception.commands.topic",
     "perception.commands.bench",
+    "perception.commands.record",
+    "perception.commands.play",
+    "perception.commands.info",
+    "perception.commands.importer",
+    "perception.commands.render",
 )
 
 

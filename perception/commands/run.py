@@ -14,6 +14,8 @@ NODES = {
     "monitor": "nodes.monitor",
     "detector": "nodes.detector",
     "tracker": "nodes.tracker",
+    "recorder": "nodes.recorder",
+    "player": "nodes.player",
 }
 
 

@@ -16,6 +16,7 @@ NODES = {
     "tracker": "nodes.tracker",
     "recorder": "nodes.recorder",
     "player": "nodes.player",
+    "foxglove_bridge": "nodes.foxglove_bridge",
 }
 
 

@@ -1,0 +1,90 @@
+"""Foxglove bridge node: a live view of the stack in Foxglove, over the official Foxglove SDK.
+
+Subscribes to frames, calibration, detections, depth and tracks, turns each into Foxglove's
+well-known schemas (the same views a recording carries: JPEG image, box annotations, depth
+image, tracked objects as 3D cubes, calibration, frame transforms, point cloud) and serves them
+on a Foxglove WebSocket server. Open Foxglove, "Open connection", and enter the printed address.
+Frames and depth are keep-latest: a slow viewer never makes the bridge fall behind.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from perception.errors import UserError
+from perception.node import Node, NodeConfig, node_main
+
+DEFAULT_TOPICS = [
+    "camera/frames",
+    "camera/info",
+    "perception/detections",
+    "perception/depth",
+    "perception/tracks",
+]
+
+
+@dataclass
+class BridgeConfig:
+    node: NodeConfig = field(default_factory=NodeConfig)
+    host: str = field(default="127.0.0.1", metadata={"help": "address to serve on (0.0.0.0: all)"})
+    port: int = field(default=8765, metadata={"help": "WebSocket port (0: any free port)"})
+    topics: list[str] = field(
+        default_factory=lambda: list(DEFAULT_TOPICS),
+        metadata={"help": "bus channels to show, TOPIC or TOPIC@INSTANCE"},
+    )
+    jpeg_quality: int = field(default=80, metadata={"help": "JPEG quality of the image view"})
+    depth_encoding: str = field(default="16UC1", metadata={"help": "16UC1 (mm) or 32FC1 (m)"})
+    point_cloud_max_points: int = field(
+        default=5000, metadata={"help": "depth as a point cloud, subsampled; 0: none"}
+    )
+
+
+def run(config: BridgeConfig) -> int:
+    import foxglove
+
+    from perception.recording.views import ViewBuilder, ViewOptions
+
+    views = ViewBuilder(
+        ViewOptions(
+            jpeg_quality=config.jpeg_quality,
+            depth_encoding=config.depth_encoding,
+            point_cloud_max_points=config.point_cloud_max_points,
+        )
+    )
+    with Node("foxglove_bridge", config.node) as node:
+        for channel in config.topics:
+            topic, _, instance = channel.partition("@")
+            node.subscribe(topic, [instance or None])
+        try:
+            server = foxglove.start_server(name="perception", host=config.host, port=config.port)
+        except Exception as exc:  # the SDK raises its own error types for a taken port
+            raise UserError(
+                f"cannot serve Foxglove on {config.host}:{config.port}: {exc}"
+            ) from None
+        node.on_close(server.stop)
+        address = f"ws://{config.host}:{server.port}"
+        node.log.info("Foxglove live view: open Foxglove, 'Open connection', %s", address)
+        print(f"foxglove: {address}", flush=True)
+        while node.running:
+            for sub in node.wait(0.05):
+                for msg in sub.receive():
+                    with node.stage("view"):
+                        try:
+                            built = views.build(msg)
+                        except (ValueError, UserError) as exc:
+                            node.reject("view", f"{msg.TYPE}: {exc}")
+                            continue
+                    with node.stage("log"):
+                        for view in built:
+                            foxglove.log(view.topic, view.message, log_time=view.stamp_ns)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return node_main("foxglove_bridge", BridgeConfig, run, argv, description=__doc__ or "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -71,6 +71,10 @@ class CameraPublisher:
         instance = config.instance or None
         self.frames_pub = node.advertise("camera/frames", instance)
         self.info_pub = node.advertise("camera/info", instance) if self.model else None
+        if self.model and self.model.name != config.camera:
+            # one calibration file may serve several cameras: the node's name wins
+            self.model.name = config.camera
+            self.model.frame_id = f"{config.camera}_optical"
         self.frame_id = self.model.frame_id if self.model else f"{config.camera}_optical"
         self.source = self._make_source()
         self.published = 0

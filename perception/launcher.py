@@ -84,6 +84,27 @@ class LaunchFile:
         return launch
 
 
+def apply_overrides(launch: LaunchFile, overrides: list[str]) -> None:
+    """Apply ``NODE.PARAM=VALUE`` (VALUE in YAML; PARAM may be dotted, e.g. node.log_level)."""
+    specs = {s.name: s for s in launch.nodes}
+    for item in overrides:
+        target, sep, raw = item.partition("=")
+        name, dot, key = target.partition(".")
+        if not sep or not dot or not key:
+            raise UserError(f"--set {item!r}: expected NODE.PARAM=VALUE")
+        if name not in specs:
+            raise UserError(f"--set {item!r}: no node {name!r}; nodes: {', '.join(specs)}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise UserError(f"--set {item!r}: {exc}") from None
+        params = specs[name].params
+        *parents, leaf = key.split(".")
+        for p in parents:
+            params = params.setdefault(p, {})
+        params[leaf] = value
+
+
 @dataclass
 class Process:
     """A node's supervised process and its restart bookkeeping."""

@@ -140,6 +140,20 @@ def test_launch_file_errors_are_clear(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_overrides_reach_the_nodes(tmp_path: Path) -> None:
+    from perception.launcher import apply_overrides
+
+    launch = LaunchFile.load(write_launch(tmp_path, [camera_node("cam")]))
+    apply_overrides(launch, ["cam.fps=12.5", "cam.node.log_level=DEBUG", "cam.source=device:1"])
+    params = launch.nodes[0].params
+    assert params["fps"] == 12.5 and params["source"] == "device:1"
+    assert params["node"]["log_level"] == "DEBUG"
+    with pytest.raises(UserError, match="no node 'cma'"):
+        apply_overrides(launch, ["cma.fps=1"])
+    with pytest.raises(UserError, match=r"NODE\.PARAM=VALUE"):
+        apply_overrides(launch, ["fps=1"])
+
+
 def test_launch_directory_files_parse() -> None:
     for path in sorted((REPO / "launch").glob("*.yaml")):
         LaunchFile.load(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from perception.launcher import Launcher, LaunchFile
+from perception.launcher import Launcher, LaunchFile, apply_overrides
 from perception.logs import setup_logging
 from perception.paths import resolve_data_path
 
@@ -13,6 +13,7 @@ from perception.paths import resolve_data_path
 def cmd_launch(args: argparse.Namespace) -> int:
     setup_logging("launch", args.log_level)
     launch = LaunchFile.load(resolve_data_path(args.file))
+    apply_overrides(launch, args.set)
     period = args.table_period if args.table_period >= 0 else (2.0 if sys.stdout.isatty() else 10.0)
     launcher = Launcher(launch, namespace=args.namespace or None, table_period_s=period)
     return launcher.run(duration_s=args.duration)
@@ -35,6 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=-1.0,
         help="seconds between status tables (0: only at the end; default 2 on a terminal, else 10)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="override a node parameter (YAML value), e.g. camera.source=device:0; repeatable",
     )
     p.add_argument("--log-level", default="INFO", help="launcher log level")
     p.set_defaults(func=cmd_launch)

@@ -12,9 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $(STAMP)
 
-DURATION ?= 20
+DURATION ?= 30
 demo: $(STAMP)
-	$(BIN)/perception launch launch/demo.yaml --duration $(DURATION) $(ARGS)
+	$(BIN)/perception demo --duration $(DURATION) $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)

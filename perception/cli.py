@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "perception.commands.info",
     "perception.commands.importer",
     "perception.commands.render",
+    "perception.commands.demo",
 )
 
 

@@ -208,8 +208,11 @@ class Node:
 
     # -- lifecycle --------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.running:
-            self.log.info("received %s, shutting down", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if not self.running:  # a second signal: stop now, even mid-way through a long step
+            self.log.info("received %s again, stopping at once", name)
+            raise KeyboardInterrupt
+        self.log.info("received %s, shutting down", name)
         self.running = False
 
     def close(self) -> None:

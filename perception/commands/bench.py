@@ -8,6 +8,7 @@ import importlib
 # benchmark name -> module exposing configure(parser) and run(args) -> int
 BENCHMARKS = {
     "bus": "perception.benchmarks.bus",
+    "pipeline": "perception.benchmarks.pipeline",
 }
 
 

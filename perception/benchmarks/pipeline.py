@@ -173,16 +173,11 @@ def run(args: argparse.Namespace) -> int:
         stack.send_signal(signal.SIGINT)
         stack.wait(30)
         cam.wait(30)
-    stages = (
-        {k: v.get("median") for k, v in last_status["detector"].stages_ms.items()}
-        if "detector" in last_status
-        else {}
-    )
-    tracker_stages = (
-        {k: v.get("median") for k, v in last_status["tracker"].stages_ms.items()}
-        if "tracker" in last_status
-        else {}
-    )
+
+    def medians(node: str) -> dict[str, float]:
+        return {k: round(float(np.median(v)), 2) for k, v in stage_medians.get(node, {}).items()}
+
+    stages, tracker_stages = medians("detector"), medians("tracker")
     forward = stages.get("forward") or 0.0
     to_tracks_stats = _stats(to_tracks)
     result = {

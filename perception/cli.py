@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "perception.commands.importer",
     "perception.commands.render",
     "perception.commands.demo",
+    "perception.commands.synth",
 )
 
 

@@ -9,6 +9,7 @@ import importlib
 BENCHMARKS = {
     "bus": "perception.benchmarks.bus",
     "pipeline": "perception.benchmarks.pipeline",
+    "synth": "perception.benchmarks.synth",
 }
 
 

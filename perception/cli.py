@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "perception.commands.render",
     "perception.commands.demo",
     "perception.commands.synth",
+    "perception.commands.calibrate",
 )
 
 

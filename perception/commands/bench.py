@@ -10,6 +10,8 @@ BENCHMARKS = {
     "bus": "perception.benchmarks.bus",
     "pipeline": "perception.benchmarks.pipeline",
     "synth": "perception.benchmarks.synth",
+    "tracker": "perception.benchmarks.tracker",
+    "tracking-eval": "perception.benchmarks.tracking_eval",
 }
 
 

@@ -1,0 +1,242 @@
+"""Constant-velocity Kalman filters, vectorised over a batch of tracks.
+
+Both filters use the state ``[p (d), v (d)]`` with ``p' = p + v dt`` and the continuous
+white-noise acceleration model. Prediction takes the real elapsed time ``dt`` (seconds), so a
+dropped frame or a gap of a second is predicted correctly and its uncertainty grows as it
+should (position variance ~ dt^3), instead of being counted as one step as per-frame filters do.
+
+- :class:`ConstantVelocityKalman` keeps the full covariance (M, 2d, 2d); the 3D position
+  filter needs it, as lifted positions have a full covariance (elongated along the ray).
+- :class:`BoxFilter` (cx, cy, w, h) has a diagonal measurement noise, so its four coordinates
+  never couple: it keeps one 2x2 covariance per coordinate and every step is element-wise,
+  which is exactly the same filter at a fraction of the cost. Its noise scales with the box
+  size (as in SORT/ByteTrack): a 20-pixel box moves and jitters less in pixels than a
+  200-pixel one.
+
+Everything works on stacked arrays over M tracks; no Python loop over tracks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from perception.tracking.config import BoxFilterConfig, MotionConfig
+
+
+def inv3(S: np.ndarray) -> np.ndarray:
+    """Inverse of a batch of 3x3 matrices (M, 3, 3) by the adjugate formula.
+
+    Element-wise arithmetic: several times faster than ``np.linalg.inv``/``solve``, which
+    call LAPACK once per small matrix. Covariances here are well conditioned (they include
+    measurement noise), so the closed form is accurate.
+    """
+    a, b, c = S[:, 0, 0], S[:, 0, 1], S[:, 0, 2]
+    d, e, f = S[:, 1, 0], S[:, 1, 1], S[:, 1, 2]
+    g, h, i = S[:, 2, 0], S[:, 2, 1], S[:, 2, 2]
+    A, B, C = e * i - f * h, f * g - d * i, d * h - e * g
+    det = a * A + b * B + c * C
+    out = np.empty_like(S)
+    out[:, 0, 0], out[:, 1, 0], out[:, 2, 0] = A, B, C
+    out[:, 0, 1], out[:, 1, 1], out[:, 2, 1] = c * h - b * i, a * i - c * g, b * g - a * h
+    out[:, 0, 2], out[:, 1, 2], out[:, 2, 2] = b * f - c * e, c * d - a * f, a * e - b * d
+    return out / det[:, None, None]
+
+
+class ConstantVelocityKalman:
+    """Kalman filter for d constant-velocity coordinates measured directly (H = [I 0]),
+    with a full covariance."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._kron: tuple[float, np.ndarray] | None = None
+        self._q: tuple[float, bytes, np.ndarray] | None = None
+
+    def _transition_kron(self, dt: float) -> np.ndarray:
+        """(F kron F)^T: vec(F P F^T) = (F kron F) vec(P) for row-major vec, so the covariance
+        prediction of all tracks is one (M, 4d^2) x (4d^2, 4d^2) product."""
+        if self._kron is None or self._kron[0] != dt:
+            n = 2 * self.dim
+            F = np.eye(n)
+            F[: self.dim, self.dim :] = dt * np.eye(self.dim)
+            self._kron = (dt, np.kron(F, F).T.copy())
+        return self._kron[1]
+
+    def initiate(
+        self, z: np.ndarray, z_cov: np.ndarray, velocity_std: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Tracks from first measurements z (M, d) with covariance (M, d, d); velocity zero
+        with std `velocity_std` (M, d)."""
+        m, d = z.shape
+        mean = np.zeros((m, 2 * d))
+        mean[:, :d] = z
+        cov = np.zeros((m, 2 * d, 2 * d))
+        cov[:, :d, :d] = z_cov
+        idx = np.arange(d) + d
+        cov[:, idx, idx] = np.asarray(velocity_std, np.float64) ** 2
+        return mean, cov
+
+    def predict(
+        self, mean: np.ndarray, cov: np.ndarray, dt: float, accel_std: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Advance every track by dt seconds; `accel_std` (d,) or (M, d)."""
+        if dt <= 0.0 or len(mean) == 0:
+            return mean, cov
+        d, m = self.dim, len(mean)
+        mean = mean.copy()
+        mean[:, :d] += dt * mean[:, d:]
+        out = (cov.reshape(m, -1) @ self._transition_kron(dt)).reshape(cov.shape)
+        out += self.process_noise(dt, accel_std)
+        return mean, out
+
+    def process_noise(self, dt: float, accel_std: np.ndarray) -> np.ndarray:
+        """Q of white-noise acceleration with std `accel_std` per coordinate, (d,) -> (2d, 2d)
+        shared by all tracks or (M, d) -> (M, 2d, 2d):
+        q [[dt^3/3, dt^2/2], [dt^2/2, dt]] per coordinate, q = accel_std^2."""
+        q = np.asarray(accel_std, np.float64) ** 2
+        if q.ndim == 1 and self._q is not None and self._q[0] == dt and self._q[1] == q.tobytes():
+            return self._q[2]  # frames usually come at one rate: same dt, same Q
+        block = np.array([[dt**3 / 3.0, dt**2 / 2.0], [dt**2 / 2.0, dt]])
+        # Q[a*d + i, b*d + j] = block[a, b] * q_i * delta_ij
+        eye = np.eye(self.dim)
+        if q.ndim == 1:
+            Q = np.kron(block, eye * q)
+            self._q = (dt, q.tobytes(), Q)
+            return Q
+        return np.einsum("ab,mi,ij->maibj", block, q, eye).reshape(len(q), 2 * self.dim, -1)
+
+    def update(
+        self, mean: np.ndarray, cov: np.ndarray, z: np.ndarray, z_cov: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Correct every track with its measurement z (M, d), covariance z_cov (M, d, d).
+
+        Also returns each measurement's squared Mahalanobis distance to the prediction (M,),
+        for outlier rejection, computed from the same inverse innovation covariance.
+        """
+        if len(mean) == 0:
+            return mean, cov, np.zeros(0)
+        d = self.dim
+        S_inv = (inv3 if d == 3 else np.linalg.inv)(cov[:, :d, :d] + z_cov)
+        HP = cov[:, :d, :]  # H P (M, d, 2d); P H^T is its transpose (P symmetric)
+        Kt = S_inv @ HP  # K^T = S^-1 H P (S symmetric)
+        resid = z - mean[:, :d]
+        d2 = np.einsum("mi,mij,mj->m", resid, S_inv, resid)
+        mean = mean + np.einsum("mij,mi->mj", Kt, resid)
+        cov = cov - np.swapaxes(Kt, 1, 2) @ HP
+        return mean, 0.5 * (cov + np.swapaxes(cov, 1, 2)), d2
+
+
+# Small-array helpers write into preallocated outputs: np.stack / np.concatenate cost several
+# microseconds each in Python-level dispatch, which adds up at hundreds of calls per frame.
+
+
+def xyxy_to_xywh(boxes_xyxy: np.ndarray) -> np.ndarray:
+    """(N, 4) corners -> (N, 4) centre x, centre y, width, height."""
+    b = np.asarray(boxes_xyxy, np.float64)
+    out = np.empty(b.shape)
+    np.subtract(b[:, 2:], b[:, :2], out=out[:, 2:])
+    out[:, :2] = b[:, :2] + 0.5 * out[:, 2:]
+    return out
+
+
+def xywh_to_xyxy(boxes_xywh: np.ndarray) -> np.ndarray:
+    """(N, 4) centre x, centre y, width, height -> (N, 4) corners."""
+    b = np.asarray(boxes_xywh, np.float64)
+    half = 0.5 * b[:, 2:]
+    out = np.empty(b.shape)
+    np.subtract(b[:, :2], half, out=out[:, :2])
+    np.add(b[:, :2], half, out=out[:, 2:])
+    return out
+
+
+_WHWH = np.array([2, 3, 2, 3])
+
+
+class BoxFilter:
+    """Constant-velocity filter on boxes (cx, cy, w, h), noise proportional to box size.
+
+    State: ``mean`` (M, 8) = [cx, cy, w, h, vcx, vcy, vw, vh] (pixels, pixels/s);
+    ``cov`` (M, 4, 3) = per coordinate [var(p), cov(p, v), var(v)].
+    """
+
+    def __init__(self, config: BoxFilterConfig) -> None:
+        self.cfg = config
+
+    @staticmethod
+    def _scale(xywh: np.ndarray) -> np.ndarray:
+        """Per-coordinate size scale (M, 4): width for x and w, height for y and h."""
+        return np.maximum(xywh[:, _WHWH], 1.0)
+
+    def measurement_var(self, xywh: np.ndarray) -> np.ndarray:
+        """(M, 4) measurement variances."""
+        return np.maximum(self.cfg.meas_std * self._scale(xywh), self.cfg.meas_std_min_px) ** 2
+
+    def initiate(self, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        z = xyxy_to_xywh(boxes_xyxy)
+        mean = np.zeros((len(z), 8))
+        mean[:, :4] = z
+        cov = np.zeros((len(z), 4, 3))
+        cov[:, :, 0] = 4.0 * self.measurement_var(z)
+        cov[:, :, 2] = (self.cfg.init_velocity_std * self._scale(z)) ** 2
+        return mean, cov
+
+    def predict(
+        self, mean: np.ndarray, cov: np.ndarray, dt: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if dt <= 0.0 or len(mean) == 0:
+            return mean, cov
+        q = (self.cfg.accel_std * self._scale(mean[:, :4])) ** 2
+        mean = mean.copy()
+        mean[:, :4] += dt * mean[:, 4:]
+        mean[:, 2:4] = np.maximum(mean[:, 2:4], 1.0)  # a box never shrinks below a pixel
+        pp, pv, vv = cov[:, :, 0], cov[:, :, 1], cov[:, :, 2]
+        out = np.empty_like(cov)
+        out[:, :, 0] = pp + 2.0 * dt * pv + dt * dt * vv + q * (dt**3 / 3.0)
+        out[:, :, 1] = pv + dt * vv + q * (dt**2 / 2.0)
+        out[:, :, 2] = vv + q * dt
+        return mean, out
+
+    def update(
+        self, mean: np.ndarray, cov: np.ndarray, boxes_xyxy: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if len(mean) == 0:
+            return mean, cov
+        z = xyxy_to_xywh(boxes_xyxy)
+        pp, pv, vv = cov[:, :, 0], cov[:, :, 1], cov[:, :, 2]
+        s = pp + self.measurement_var(z)
+        kp, kv = pp / s, pv / s
+        resid = z - mean[:, :4]
+        new = np.empty_like(mean)
+        np.add(mean[:, :4], kp * resid, out=new[:, :4])
+        np.add(mean[:, 4:], kv * resid, out=new[:, 4:])
+        mean = new
+        out = np.empty_like(cov)
+        out[:, :, 0] = pp - kp * pp
+        out[:, :, 1] = pv - kp * pv
+        out[:, :, 2] = vv - kv * pv
+        return mean, out
+
+
+class PositionFilter:
+    """Constant-velocity filter on (x, y, z) in the vehicle frame, metres and m/s."""
+
+    def __init__(self, config: MotionConfig) -> None:
+        self.cfg = config
+        self.kf = ConstantVelocityKalman(3)
+        self._accel = np.array(
+            [config.accel_std_mps2, config.accel_std_mps2, config.accel_std_z_mps2]
+        )
+
+    def initiate(self, positions: np.ndarray, covs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        vel_std = np.full((len(positions), 3), self.cfg.init_velocity_std_mps)
+        return self.kf.initiate(positions, covs, vel_std)
+
+    def predict(
+        self, mean: np.ndarray, cov: np.ndarray, dt: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.kf.predict(mean, cov, dt, self._accel)
+
+    def update(
+        self, mean: np.ndarray, cov: np.ndarray, positions: np.ndarray, covs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Corrected (mean, cov) and the squared Mahalanobis distance of each position."""
+        return self.kf.update(mean, cov, positions, covs)

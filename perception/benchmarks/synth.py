@@ -34,13 +34,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _camera(args: argparse.Namespace) -> CameraModel:
     from perception.camera import CameraModel
     from perception.paths import resolve_data_path
-    from perception.synth import scaled_camera
 
     cam = CameraModel.load(resolve_data_path(args.calibration))
     if args.width or args.height:
         w = args.width or round(cam.width * args.height / cam.height)
         h = args.height or round(cam.height * w / cam.width)
-        cam = scaled_camera(cam, w, h)
+        cam = cam.scaled(w, h)
     return cam
 
 

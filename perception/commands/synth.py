@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from perception.camera import CameraModel
     from perception.data.drive import DriveWriter
     from perception.paths import resolve_data_path
-    from perception.synth import DriveConfig, SyntheticDrive, scaled_camera
+    from perception.synth import DriveConfig, SyntheticDrive
     from perception.synth.config import TrafficConfig
 
     if args.frames <= 0:
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             w = round(camera.width * h / camera.height)
         if h is None:
             h = round(camera.height * w / camera.width)
-        camera = scaled_camera(camera, w, h)
+        camera = camera.scaled(w, h)
     config = DriveConfig(fps=args.fps, traffic=TrafficConfig(density=args.density))
     drive = SyntheticDrive(args.seed, camera, config)
     writer = DriveWriter(

@@ -11,7 +11,7 @@ See docs/synthetic.md for the world model and the ground-truth definitions.
 
 from perception.synth.classes import CLASS_IDS, CLASS_SIZES, CLASSES
 from perception.synth.config import DriveConfig, SensorConfig, TrafficConfig
-from perception.synth.drive import SyntheticDrive, SynthFrame, scaled_camera
+from perception.synth.drive import SyntheticDrive, SynthFrame
 from perception.synth.labels import EgoState, ObjectLabel
 
 __all__ = [
@@ -25,5 +25,4 @@ __all__ = [
     "SynthFrame",
     "SyntheticDrive",
     "TrafficConfig",
-    "scaled_camera",
 ]

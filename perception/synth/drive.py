@@ -178,24 +178,3 @@ class SyntheticDrive:
     def frames(self, start: int, count: int) -> Iterator[SynthFrame]:
         for i in range(start, start + count):
             yield self.frame(i)
-
-
-def scaled_camera(camera: CameraModel, width: int, height: int) -> CameraModel:
-    """The same camera at another resolution (intrinsics scaled, pixel centres kept)."""
-    if width <= 0 or height <= 0:
-        raise ValueError("width and height must be positive")
-    sx, sy = width / camera.width, height / camera.height
-    S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
-    P = None if camera.P is None else S @ camera.P
-    return CameraModel(
-        name=camera.name,
-        width=int(width),
-        height=int(height),
-        K=S @ camera.K,
-        D=camera.D.copy(),
-        distortion_model=camera.distortion_model,
-        R=camera.R.copy(),
-        P=P,
-        T_vehicle_camera=camera.T_vehicle_camera.copy(),
-        frame_id=camera.frame_id,
-    )

@@ -14,13 +14,13 @@ from perception.data.augment import Augment, AugmentConfig
 from perception.data.datasets import KittiDriveDataset, SyntheticDataset
 from perception.data.drive import DriveWriter, camera_from_drive, read_drive_info
 from perception.errors import UserError
-from perception.synth import CLASSES, SyntheticDrive, scaled_camera
+from perception.synth import CLASSES, SyntheticDrive
 from tests.synth.helpers import front_camera
 
 
 @pytest.fixture(scope="module")
 def camera() -> CameraModel:
-    return scaled_camera(front_camera(), 480, 288)
+    return front_camera().scaled(480, 288)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from perception.synth import CLASSES, DriveConfig, SyntheticDrive, SynthFrame, scaled_camera
+from perception.synth import CLASSES, DriveConfig, SyntheticDrive, SynthFrame
 from perception.synth.labels import ObjectLabel
 from perception.synth.raster import FACE_CORNERS, box_corners, clip_near
 from tests.synth.helpers import front_camera
@@ -104,7 +104,7 @@ def test_track_ids_persist_and_velocities_match_motion(frames: list[SynthFrame])
 
 
 def test_same_seed_is_bit_identical_and_random_access_matches_sequential() -> None:
-    cam = scaled_camera(front_camera(), 320, 192)
+    cam = front_camera().scaled(320, 192)
     a = SyntheticDrive(21, cam)
     b = SyntheticDrive(21, cam)
     seq = [a.frame(i) for i in range(4)]
@@ -125,7 +125,7 @@ def test_same_seed_is_bit_identical_and_random_access_matches_sequential() -> No
 
 
 def test_stamps_follow_fps_and_start() -> None:
-    cam = scaled_camera(front_camera(), 160, 96)
+    cam = front_camera().scaled(160, 96)
     d = SyntheticDrive(1, cam, DriveConfig(fps=15.0, start_stamp_ns=1_700_000_000_000_000_000))
     assert d.frame(0).stamp_ns == 1_700_000_000_000_000_000
     assert d.frame(30).stamp_ns == 1_700_000_000_000_000_000 + 2_000_000_000
@@ -151,7 +151,7 @@ def test_all_classes_appear_with_plausible_sizes() -> None:
 def test_other_resolutions_and_pitched_cameras_render() -> None:
     from tests.synth.helpers import pitched_camera
 
-    for cam in (scaled_camera(front_camera(), 200, 120), pitched_camera(6.0)):
+    for cam in (front_camera().scaled(200, 120), pitched_camera(6.0)):
         f = SyntheticDrive(2, cam).frame(7)
         assert f.image_bgr.shape == (cam.height, cam.width, 3) and f.image_bgr.dtype == np.uint8
         assert f.depth_m.shape == (cam.height, cam.width) and f.depth_m.dtype == np.float32

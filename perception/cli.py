@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "perception.commands.demo",
     "perception.commands.synth",
     "perception.commands.calibrate",
+    "perception.commands.export",
+    "perception.commands.weights",
 )
 
 

@@ -9,6 +9,7 @@ import importlib
 BENCHMARKS = {
     "bus": "perception.benchmarks.bus",
     "pipeline": "perception.benchmarks.pipeline",
+    "model": "perception.benchmarks.model",
     "synth": "perception.benchmarks.synth",
     "tracker": "perception.benchmarks.tracker",
     "tracking-eval": "perception.benchmarks.tracking_eval",

@@ -45,15 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # `run NODE ...` hands every later argument to the node's own parser (its --help too).
-    if argv[:1] == ["run"]:
+    # `run NODE ...` and `bench NAME ...` hand every later argument to the node's or the
+    # benchmark's own parser (its --help too), importing only that one module.
+    if argv[:1] in (["run"], ["bench"]) and len(argv) > 1 and not argv[1].startswith("-"):
+        from perception.commands.bench import run_bench
         from perception.commands.run import run_node
 
         try:
-            return run_node(argv[1:])
+            return (run_node if argv[0] == "run" else run_bench)(argv[1:])
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            return 130
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from perception.commands import export
+from perception.commands import export as export_command
 from perception.errors import UserError
+from perception.models import export
 from perception.models.checkpoint import save_checkpoint
 from perception.models.registry import create_model
 
@@ -29,7 +30,7 @@ def one_torch_thread():
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perception")
-    export.register(parser.add_subparsers(dest="command"))
+    export_command.register(parser.add_subparsers(dest="command"))
     return parser
 
 

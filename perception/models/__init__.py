@@ -4,14 +4,7 @@ Public API: :class:`HybridDPT`, :class:`ModelConfig`, :func:`create_model`, :fun
 :func:`list_configs`, :func:`save_checkpoint`, :func:`load_checkpoint`. See docs/models.md.
 """
 
-import os
-
-# OpenMP threads that spin while they wait are a disaster on a shared CPU (measured on the
-# 2-core VM under load: nano at 0.7 frames/s spinning vs 16 frames/s sleeping). libgomp reads
-# this once, when torch is first imported, so it only helps if nothing imported torch before;
-# entry points (CLI, nodes) should set it before importing torch too. The environment wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
+# OMP_WAIT_POLICY=PASSIVE is set in perception/__init__.py, before torch can load.
 from perception.models.checkpoint import (
     CheckpointInfo,
     load_checkpoint,

@@ -112,6 +112,9 @@ class EngineConfig:
     """Detections below this heatmap score are dropped."""
     top_k: int | None = None
     """Peaks kept per frame before thresholding; None: the network's ``max_detections``."""
+    class_agnostic: bool = True
+    """One detection per heatmap cell (its best class); False: one per class and cell, as
+    plain CenterNet (an object can then come out twice with different labels)."""
     precision: Precision = "auto"
     """'auto': fp32 on CPU/MPS, bf16 autocast on CUDA."""
     channels_last: bool = True
@@ -336,7 +339,9 @@ class Engine:
         cfg = self.model_config
         log_range = cfg.log_depth_range
         top_k = self.config.top_k or cfg.max_detections
-        dec = decode_detections(outputs, cfg.det_stride, top_k, log_range)
+        dec = decode_detections(
+            outputs, cfg.det_stride, top_k, log_range, class_agnostic=self.config.class_agnostic
+        )
         depth = dense_depth_m(outputs, log_range, self.config.inverse_depth_affine)
 
         # Boxes back to each source image, all frames at once: x_src = a * x_in + b.

@@ -46,15 +46,28 @@ def decode_detections(
     stride: int,
     top_k: int = 100,
     log_depth_range: tuple[float, float] = (-2.3, 5.7),
+    class_agnostic: bool = False,
 ) -> DecodedBatch:
-    """Peaks of the heatmap as boxes. ``log_depth_range`` clamps object depth (log metres)."""
+    """Peaks of the heatmap as boxes. ``log_depth_range`` clamps object depth (log metres).
+
+    ``class_agnostic``: one candidate per cell (its best class) instead of one per class and
+    cell, so that an object whose heatmap peaks in two classes gives one box, not two
+    identical boxes with different labels (what a tracker wants).
+    """
     heat = torch.sigmoid(outputs["heatmap"].float())
-    b, c, h, w = heat.shape
+    b, _, h, w = heat.shape
+    best_class = None
+    if class_agnostic:
+        heat, best_class = heat.max(dim=1, keepdim=True)
     heat = heat * (max_pool3x3(heat) == heat)
-    k = min(top_k, c * h * w)
+    k = min(top_k, heat.shape[1] * h * w)
     scores, flat = heat.reshape(b, -1).topk(k, dim=1)
-    class_ids = torch.div(flat, h * w, rounding_mode="floor")
-    cell = flat - class_ids * (h * w)
+    if best_class is None:
+        class_ids = torch.div(flat, h * w, rounding_mode="floor")
+        cell = flat - class_ids * (h * w)
+    else:
+        cell = flat
+        class_ids = best_class.reshape(b, -1).gather(1, cell)
     ys = torch.div(cell, w, rounding_mode="floor")
     xs = cell - ys * w
 

@@ -41,14 +41,15 @@ def _perfect_outputs(targets: dict[str, torch.Tensor], stride: int) -> dict[str,
     return out
 
 
-@pytest.mark.parametrize("stride", [4, 8])
-def test_encode_then_decode_recovers_boxes(stride):
+@pytest.mark.parametrize(("stride", "class_agnostic"), [(4, False), (8, False), (4, True)])
+def test_encode_then_decode_recovers_boxes(stride, class_agnostic):
     t = encode_targets(BOXES, CLASSES, DEPTH, num_classes=4, input_hw=HW, stride=stride)
     assert t["heatmap"].shape == (4, HW[0] // stride, HW[1] // stride)
     assert int(t["mask"].sum()) == 3 and t["depth_mask"][:3].all()
     assert (t["heatmap"] >= 0).all() and (t["heatmap"] <= 1).all()
     assert int((t["heatmap"] == 1).sum()) == 3  # one exact peak per object
-    dec = decode_detections(_perfect_outputs(t, stride), stride=stride, top_k=10)
+    outputs = _perfect_outputs(t, stride)
+    dec = decode_detections(outputs, stride=stride, top_k=10, class_agnostic=class_agnostic)
     found = dec.scores[0] > 0.5
     assert int(found.sum()) == 3
     order = torch.argsort(dec.boxes_xyxy[0, found, 0])
@@ -127,3 +128,21 @@ def test_max_pool3x3_equals_torch_max_pool():
 
     x = torch.randn(2, 3, 17, 23)
     assert torch.equal(max_pool3x3(x), torch.nn.functional.max_pool2d(x, 3, 1, 1))
+
+
+def test_class_agnostic_decoding_keeps_one_label_per_cell():
+    logits = torch.full((1, 3, 8, 8), -10.0)
+    logits[0, 0, 4, 4] = 2.0  # the same cell peaks in two classes
+    logits[0, 2, 4, 4] = 1.0
+    outputs = {
+        "heatmap": logits,
+        "log_size": torch.zeros(1, 2, 8, 8),
+        "offset": torch.zeros(1, 2, 8, 8),
+        "obj_log_depth": torch.zeros(1, 1, 8, 8),
+    }
+    per_class = decode_detections(outputs, stride=4, top_k=5)
+    assert (per_class.scores[0] > 0.5).sum() == 2
+    agnostic = decode_detections(outputs, stride=4, top_k=5, class_agnostic=True)
+    assert (agnostic.scores[0] > 0.5).sum() == 1
+    assert agnostic.class_ids[0, 0] == 0
+    assert agnostic.scores[0, 0] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())

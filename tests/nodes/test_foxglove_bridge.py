@@ -139,14 +139,14 @@ def test_live_view_serves_every_channel(bus: BusConfig, start_node) -> None:
 
     async def main() -> dict[str, object]:
         async def feed() -> None:
-            for i in range(200):
+            for i in range(600):
                 for topic, msg in stack_messages(camera, 1_000_000_000 + i * 100_000_000).items():
                     pubs[topic].publish(msg)  # type: ignore[arg-type]
                 await asyncio.sleep(0.1)
 
         task = asyncio.create_task(feed())
         try:
-            return await collect(address, expected, timeout=20)
+            return await collect(address, expected, timeout=50)
         finally:
             task.cancel()
 

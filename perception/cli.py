@@ -31,6 +31,8 @@ COMMAND_MODULES = (
     "perception.commands.export",
     "perception.commands.weights",
     "perception.commands.replay_test",
+    "perception.commands.train",
+    "perception.commands.evaluate",
 )
 
 

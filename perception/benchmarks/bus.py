@@ -66,7 +66,7 @@ def _publisher(
         sock.setsockopt(zmq.SNDHWM, 1000)
         sock.bind(endpoint(bus, "camera/frames"))
         time.sleep(SETTLE_S)
-        payload = memoryview(image.reshape(-1))
+        payload = image.reshape(-1).data
         for _ in range(count):
             stamp = struct.pack("<q", time.monotonic_ns())
             sock.send_multipart([b"camera/frames", stamp, payload], copy=False)

@@ -57,9 +57,8 @@ class _Builder:
         return Parts(a[:, :3].copy(), a[:, 3:].copy(), np.asarray(self.slots, np.int32))
 
 
-def car(length: float, width: float, height: float) -> Parts:
-    """Body, cabin (glasshouse) and two axles of wheels."""
-    b = _Builder()
+def _car_body(b: _Builder, length: float, width: float, height: float) -> None:
+    """A car's body and cabin (glasshouse): shared by the full and the far level of detail."""
     hl, hw = length / 2, width / 2
     b.box(
         -hl,
@@ -80,6 +79,12 @@ def car(length: float, width: float, height: float) -> Parts:
         height,
         _faces("cabin_front", "cabin_rear", "cabin_side", "cabin_side", "cabin_top", "under"),
     )
+
+
+def car(length: float, width: float, height: float) -> Parts:
+    """Body, cabin (glasshouse) and two axles of wheels."""
+    b = _Builder()
+    _car_body(b, length, width, height)
     wl = min(0.68, 0.18 * length) / 2
     ww = 0.47 * width
     for ax in (0.31 * length, -0.31 * length):
@@ -245,25 +250,7 @@ def far_detail(cls: str, length: float, width: float, height: float) -> Parts:
     b = _Builder()
     hl, hw = length / 2, width / 2
     if cls == "car":
-        b.box(
-            -hl,
-            hl,
-            -hw,
-            hw,
-            0.2 * height,
-            0.62 * height,
-            _faces("body_front", "body_rear", "body_side", "body_side", "body_top", "under"),
-        )
-        cw = 0.44 * width
-        b.box(
-            -0.4 * length,
-            0.16 * length,
-            -cw,
-            cw,
-            0.62 * height,
-            height,
-            _faces("cabin_front", "cabin_rear", "cabin_side", "cabin_side", "cabin_top", "under"),
-        )
+        _car_body(b, length, width, height)
         b.box(
             -0.4 * length,
             0.4 * length,

@@ -59,8 +59,7 @@ class TrackerState:
         )
         self.detections = node.subscribe("perception/detections")
         # Depth is keep-latest for most consumers; here every map may pair with a detection.
-        self.depth = node.subscribe("perception/depth")
-        self.depth.policy = QueuePolicy.QUEUE
+        self.depth = node.subscribe("perception/depth", policy=QueuePolicy.QUEUE)
         self.infos = node.subscribe("camera/info", [c or None for c in config.camera_instances])
         self.tracks_pub = node.advertise("perception/tracks")
         self.cameras: dict[str, CameraModel] = {}  # by camera name

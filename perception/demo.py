@@ -25,6 +25,7 @@ from perception.errors import UserError
 from perception.launcher import Launcher, LaunchFile, apply_overrides
 from perception.msgs import CameraFrame, DepthMap, Detections, NodeStatus, TrackedObjects
 from perception.paths import resolve_data_path
+from perception.stats import StageMedians, median_p99
 
 DEMO_LAUNCH = "launch/demo.yaml"
 
@@ -40,13 +41,6 @@ class DemoOptions:
     table_period_s: float = 10.0
 
 
-def _percentiles(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    a = np.asarray(values)
-    return {"median": round(float(np.median(a)), 2), "p99": round(float(np.percentile(a, 99)), 2)}
-
-
 def summarize_recording(path: Path, camera_params: dict[str, Any]) -> dict[str, Any]:
     """Counts, rates, drops, stage and end-to-end latency, and ground-truth quality."""
     from perception.recording.mcap_io import RecordingReader
@@ -57,7 +51,7 @@ def summarize_recording(path: Path, camera_params: dict[str, Any]) -> dict[str, 
     last_ns: dict[str, int] = {}
     frame_seq: dict[int, int] = {}  # stamp_ns -> the camera's frame number
     latency_ms: dict[str, list[float]] = defaultdict(list)
-    stages: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    stages = StageMedians()
     last_status: dict[str, NodeStatus] = {}
     detections: dict[int, Detections] = {}
     depths: dict[int, DepthMap] = {}
@@ -82,9 +76,7 @@ def summarize_recording(path: Path, camera_params: dict[str, Any]) -> dict[str, 
             tracks_seen.update(int(i) for i in msg.ids[msg.states == 1])
         elif isinstance(msg, NodeStatus):
             last_status[msg.node] = msg
-            for stage, s in msg.stages_ms.items():
-                if s.get("count"):
-                    stages[msg.node][stage].append(float(s["median"]))
+            stages.add(msg)
     rates = {
         t: round((counts[t] - 1) / ((last_ns[t] - first_ns[t]) / 1e9), 2)
         for t in counts
@@ -106,11 +98,8 @@ def summarize_recording(path: Path, camera_params: dict[str, Any]) -> dict[str, 
         "confirmed_tracks": len(tracks_seen),
         "rates_hz": rates,
         "drops": drops,
-        "latency_ms": {k: _percentiles(v) for k, v in latency_ms.items()},
-        "stage_latency_ms": {
-            node: {stage: round(float(np.median(v)), 2) for stage, v in node_stages.items()}
-            for node, node_stages in stages.items()
-        },
+        "latency_ms": {k: median_p99(v) for k, v in latency_ms.items()},
+        "stage_latency_ms": stages.all(),
     }
     if camera_params.get("source", "synthetic") == "synthetic" and detections:
         summary["quality"] = ground_truth_quality(camera_params, frame_seq, detections, depths)

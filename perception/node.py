@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, TypeVar
 
-import numpy as np
 import zmq
 
-from perception.bus import BusConfig, Publisher, Subscriber
+from perception.bus import BusConfig, Publisher, QueuePolicy, Subscriber
 from perception.config import add_config_arguments, config_from_args
 from perception.errors import UserError
 from perception.logs import RateLimitedLog, setup_logging
 from perception.msgs import NodeStatus
+from perception.stats import median_p99
 
 C = TypeVar("C")
 
@@ -53,22 +53,15 @@ class StageTimer:
 
     def __init__(self) -> None:
         self.samples_ms: list[float] = []
-        self.total = 0
 
     def add(self, ms: float) -> None:
         self.samples_ms.append(ms)
-        self.total += 1
 
     def report(self) -> dict[str, float]:
-        if not self.samples_ms:
-            return {"median": 0.0, "p99": 0.0, "count": 0}
-        a = np.asarray(self.samples_ms)
+        summary = median_p99(self.samples_ms, digits=3) or {"median": 0.0, "p99": 0.0}
+        count = len(self.samples_ms)
         self.samples_ms.clear()
-        return {
-            "median": round(float(np.median(a)), 3),
-            "p99": round(float(np.percentile(a, 99)), 3),
-            "count": len(a),
-        }
+        return {**summary, "count": count}
 
 
 class Node:
@@ -98,13 +91,20 @@ class Node:
             signal.signal(sig, self._on_signal)
 
     # -- wiring -----------------------------------------------------------------------------
-    def subscribe(self, topic: str, instances: Iterable[str | None] = (None,)) -> Subscriber:
+    def subscribe(
+        self,
+        topic: str,
+        instances: Iterable[str | None] = (None,),
+        policy: QueuePolicy | None = None,
+    ) -> Subscriber:
+        """Subscribe to ``topic``; ``policy`` overrides the topics table's queue policy."""
         sub = Subscriber(
             topic,
             self.config.bus,
             instances=list(instances),
             context=self.context,
             expected_rate_hz=self.config.expected_rates.get(topic),
+            policy=policy,
             log=self.log,
         )
         self.inputs[topic] = sub

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 import yaml
 
 from perception.bus import BusConfig, Subscriber
 from perception.bus.topics import QueuePolicy
 from perception.msgs import Detections, NodeStatus, TrackedObjects
 from perception.paths import PROJECT_ROOT
+from perception.stats import StageMedians, median_p99
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -55,13 +55,6 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-
-
-def _stats(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    a = np.asarray(values)
-    return {"median": round(float(np.median(a)), 2), "p99": round(float(np.percentile(a, 99)), 2)}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -114,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             stderr=subprocess.DEVNULL,
         )
         pids: dict[str, int] = {}
-        stage_medians: dict[str, dict[str, list[float]]] = {}
+        stage_medians = StageMedians()
         deadline = time.monotonic() + 120
         while not {"detector", "tracker"} <= set(pids) and time.monotonic() < deadline:
             for m in status.receive(timeout_ms=200):
@@ -154,10 +147,7 @@ def run(args: argparse.Namespace) -> int:
             for m in status.receive():
                 if isinstance(m, NodeStatus):
                     pids.setdefault(m.node, m.pid)
-                    for stage, s in m.stages_ms.items():
-                        if s.get("count"):
-                            node_stages = stage_medians.setdefault(m.node, {})
-                            node_stages.setdefault(stage, []).append(float(s["median"]))
+                    stage_medians.add(m)
             if (
                 cam.poll() is not None
                 and len(sent) >= args.frames
@@ -174,12 +164,9 @@ def run(args: argparse.Namespace) -> int:
         stack.wait(30)
         cam.wait(30)
 
-    def medians(node: str) -> dict[str, float]:
-        return {k: round(float(np.median(v)), 2) for k, v in stage_medians.get(node, {}).items()}
-
-    stages, tracker_stages = medians("detector"), medians("tracker")
+    stages, tracker_stages = stage_medians.of("detector"), stage_medians.of("tracker")
     forward = stages.get("forward") or 0.0
-    to_tracks_stats = _stats(to_tracks)
+    to_tracks_stats = median_p99(to_tracks)
     result = {
         "bench": "pipeline",
         "frames_sent": len(sent),
@@ -187,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         "dropped_frames": len(sent) - processed,
         "fps_in": args.fps,
         "throughput_fps": round(processed / elapsed, 2) if elapsed else 0.0,
-        "capture_to_detections_ms": _stats(to_dets),
+        "capture_to_detections_ms": median_p99(to_dets),
         "capture_to_tracks_ms": to_tracks_stats,
         "detector_stages_ms": stages,
         "tracker_stages_ms": tracker_stages,

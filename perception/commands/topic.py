@@ -16,6 +16,7 @@ from perception.bus import TOPICS, BusConfig, Subscriber, endpoint, get_topic
 from perception.bus.endpoints import list_ipc_channels
 from perception.bus.topics import QueuePolicy
 from perception.msgs import Message, array_fields, value_fields
+from perception.stats import median_p99
 
 
 def _bus(args: argparse.Namespace) -> BusConfig:
@@ -118,11 +119,7 @@ def cmd_hz(args: argparse.Namespace) -> int:
             else:
                 report["rate_hz"] = 0.0
             if latencies_ms:
-                a = np.asarray(latencies_ms)
-                report["latency_ms"] = {
-                    "median": round(float(np.median(a)), 3),
-                    "p99": round(float(np.percentile(a, 99)), 3),
-                }
+                report["latency_ms"] = median_p99(latencies_ms, digits=3)
             report["dropped"] = sub.stats.dropped
             report["rejected"] = sum(sub.stats.rejected.values())
             print(json.dumps(report), flush=True)

@@ -93,6 +93,8 @@ class Message:
 
     # -- helpers used by check() ------------------------------------------------------------
     def _require(self, condition: bool, what: str) -> None:
+        """Raise unless ``condition``; ``what`` must be a plain string (checks run for every
+        message, so a message that needs formatting is built only on failure, by the caller)."""
         if not condition:
             raise InvalidMessage(f"{self.TYPE}: {what}")
 
@@ -120,17 +122,18 @@ class CameraFrame(Message):
     )
 
     def check(self) -> None:
-        self._require(self.encoding in ENCODINGS, f"encoding {self.encoding!r} not in {ENCODINGS}")
+        if self.encoding not in ENCODINGS:
+            self._require(False, f"encoding {self.encoding!r} not in {ENCODINGS}")
         self._require(self.width > 0 and self.height > 0, "width and height must be positive")
         if self.encoding == "jpeg":
             self._require(self.image.ndim == 1, "jpeg image must be a 1-D byte array")
             return
         channels = 1 if self.encoding == "mono8" else 3
         expected = (self.height, self.width) if channels == 1 else (self.height, self.width, 3)
-        self._require(
-            self.image.shape == expected,
-            f"image shape {self.image.shape} does not match {self.encoding} {expected}",
-        )
+        if self.image.shape != expected:
+            self._require(
+                False, f"image shape {self.image.shape} does not match {self.encoding} {expected}"
+            )
 
 
 @dataclass(kw_only=True)

@@ -128,32 +128,32 @@ class Subscriber:
         """
         if timeout_ms and not self.socket.poll(timeout_ms, zmq.POLLIN):
             return []
-        raw: list[tuple[list[zmq.Frame], dict[str, Any]]] = []
-        while len(raw) < MAX_BATCH:
+        out: list[Message] = []
+        for _ in range(MAX_BATCH):
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            header = self._accept_header(frames)
-            if header is not None:
-                raw.append((frames, header))
-        if self.policy is QueuePolicy.KEEP_LATEST:
-            newest: dict[str, tuple[list[zmq.Frame], dict[str, Any]]] = {}
-            for item in raw:
-                source = str(item[1].get("frame_id", ""))
-                if source in newest:
-                    self.stats.stale_dropped += 1
-                newest[source] = item
-            raw = list(newest.values())
-        out = []
-        for frames, header in raw:
-            msg = self._decode(frames, header)
+            msg = self._decode(frames)
             if msg is not None:
                 out.append(msg)
+        if self.policy is QueuePolicy.KEEP_LATEST and len(out) > 1:
+            newest: dict[str, Message] = {}
+            for msg in out:
+                if msg.frame_id in newest:
+                    self.stats.stale_dropped += 1
+                newest[msg.frame_id] = msg
+            out = list(newest.values())
+        for msg in out:
+            self.stats.on_delivered(msg.valid)
         return out
 
-    def _accept_header(self, frames: list[zmq.Frame]) -> dict[str, Any] | None:
-        """Unpack the header and account the arrival; None (counted) when it is bad."""
+    def _decode(self, frames: list[zmq.Frame]) -> Message | None:
+        """Validate and decode one arrival and account it; None (counted) when it is bad.
+
+        Decoding a frame that keep-latest then skips costs little: arrays are views of the
+        received buffers, never copies."""
+        now_ns = time.monotonic_ns()
         try:
             if len(frames) < 2:
                 raise MalformedMessage(f"{len(frames)} frame(s); need at least [topic, header]")
@@ -161,25 +161,28 @@ class Subscriber:
                 raise MalformedMessage(
                     f"topic frame {frames[0].bytes[:64]!r} is not {self.topic.name}"
                 )
-            header = decode_header(frames[1].buffer, self._limits)
-        except CodecError as exc:
-            self._reject(exc)
-            return None
-        self.stats.on_message(str(header.get("frame_id", "")), header["seq"], time.monotonic_ns())
-        return header
-
-    def _decode(self, frames: list[zmq.Frame], header: dict[str, Any]) -> Message | None:
-        try:
-            _, msg = decode([f.buffer for f in frames], self._limits, header=header)
+            _, msg = decode([f.buffer for f in frames], self._limits)
             if not isinstance(msg, self.topic.type):
                 raise WrongTopicType(
                     f"{self.topic.name} carries {self.topic.type.TYPE}, got {msg.TYPE}"
                 )
         except CodecError as exc:
             self._reject(exc)
+            self._account_rejected(frames, now_ns)
             return None
-        self.stats.on_delivered(msg.valid)
+        self.stats.on_message(msg.frame_id, msg.seq, now_ns)
         return msg
+
+    def _account_rejected(self, frames: list[zmq.Frame], now_ns: int) -> None:
+        """A rejected message whose header is readable still counts as an arrival (its ``seq``
+        keeps the drop count right)."""
+        if len(frames) < 2:
+            return
+        try:
+            header = decode_header(frames[1].buffer, self._limits)
+        except CodecError:
+            return
+        self.stats.on_message(str(header.get("frame_id", "")), header["seq"], now_ns)
 
     def _reject(self, exc: CodecError) -> None:
         self.stats.rejected[exc.reason] += 1

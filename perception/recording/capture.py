@@ -17,7 +17,7 @@ from typing import Any
 import zmq
 
 from perception.bus import TOPICS, BusConfig, endpoint, get_topic
-from perception.bus.codec import Limits, MalformedMessage, decode, decode_header
+from perception.bus.codec import Limits, MalformedMessage, decode
 from perception.bus.health import InputStats
 from perception.bus.topics import Topic
 from perception.errors import UserError
@@ -98,8 +98,7 @@ class RawChannel:
         """The decoded message (checked as a subscriber checks it); raises CodecError."""
         if len(frames) < 2 or frames[0].bytes != self._topic_bytes:
             raise MalformedMessage(f"not a {self.topic.name} message")
-        header = decode_header(frames[1].buffer, self._limits)
-        _, msg = decode([f.buffer for f in frames], self._limits, header=header)
+        _, msg = decode([f.buffer for f in frames], self._limits)
         if not isinstance(msg, self.topic.type):
             raise MalformedMessage(f"{self.topic.name} carries {self.topic.type.TYPE}")
         self.stats.on_message(msg.frame_id, msg.seq, time.monotonic_ns())

@@ -259,3 +259,77 @@ def test_fuzzed_frames_never_raise_anything_but_codec_errors() -> None:
         frames[i] = bytes(data[: int(fuzz.integers(0, len(data) + 1))])
         with contextlib.suppress(codec.CodecError):
             decode(frames)
+
+
+def _reference(frames: list[bytes]) -> tuple[str, Message]:
+    """The plain-Python decode path, which the fast path must agree with."""
+    return decode(frames, header=codec.decode_header(frames[1]))
+
+
+def _outcome(fn, frames: list[bytes]) -> object:
+    try:
+        _, msg = fn(frames)
+    except codec.CodecError as exc:
+        return type(exc)
+    return {
+        k: (v.dtype.str, v.shape, v.tobytes()) if isinstance(v, np.ndarray) else v
+        for k, v in vars(msg).items()
+    }
+
+
+@pytest.mark.parametrize("msg", sample_messages(), ids=lambda m: m.TYPE)
+def test_fast_path_agrees_with_the_reference_on_fuzzed_frames(msg: Message) -> None:
+    base = as_bytes(encode("t", msg))
+    fuzz = np.random.default_rng(7)
+    accepted = 0
+    for _ in range(600):
+        frames = list(base)
+        i = int(fuzz.integers(1, len(frames)))
+        data = bytearray(frames[i])
+        if data:
+            for _ in range(int(fuzz.integers(1, 3))):
+                data[int(fuzz.integers(0, len(data)))] = int(fuzz.integers(0, 256))
+        if fuzz.random() < 0.3:
+            data = data[: int(fuzz.integers(0, len(data) + 1))]
+        frames[i] = bytes(data)
+        if len(frames[1]) == 0:
+            continue
+        fast = _outcome(decode, frames)
+        assert fast == _outcome(_reference, frames)
+        accepted += isinstance(fast, dict)
+    assert accepted > 0  # some mutations (e.g. pixel bytes) leave a valid message
+
+
+def test_fast_path_refuses_what_the_limits_refuse() -> None:
+    long_name = CameraFrame(width=2, height=1, image=np.zeros((1, 2, 3), np.uint8))
+    long_name.camera = "c" * 300
+    frames = as_bytes(encode("t", long_name))
+    tight = codec.Limits(max_str_len=100)
+    with pytest.raises(codec.OversizeField):
+        decode(frames, tight)
+    assert decode(frames)[1].camera == long_name.camera
+
+
+def test_sender_rejects_bad_values_before_sending() -> None:
+    frame = CameraFrame(width=2, height=1, image=np.zeros((1, 2, 3), np.uint8))
+    frame.seq = -1
+    with pytest.raises(InvalidField):
+        encode("t", frame)
+    depth = DepthMap(depth_m=np.full((4, 4), np.inf, np.float16))
+    with pytest.raises(NonFiniteValue):
+        encode("t", depth)
+    depth = DepthMap(depth_m=np.ones((4, 4), np.float16), scale_x=float("nan"))
+    with pytest.raises(NonFiniteValue):
+        encode("t", depth)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_all_finite_on_large_arrays(dtype) -> None:
+    arr = np.ones((384, 640), dtype)
+    assert codec.all_finite(arr)
+    for bad in (np.nan, np.inf, -np.inf):
+        arr[200, 300] = bad
+        assert not codec.all_finite(arr)
+        arr[200, 300] = 1
+    arr[0, 0] = np.finfo(dtype).max  # large but finite
+    assert codec.all_finite(arr)

@@ -1,0 +1,45 @@
+"""`perception bench pipeline` as a user runs it: the launched stack, one JSON line out."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.mark.slow
+def test_pipeline_bench_reports_latency_split_as_json() -> None:
+    env = {**os.environ, "PERCEPTION_NAMESPACE": f"pipebench{os.getpid()}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "perception.cli", "bench", "pipeline", "--frames", "15"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+    assert len(lines) == 1
+    report = lines[0]
+    assert report["bench"] == "pipeline"
+    assert report["frames_sent"] == 15
+    # every frame reaches the tracker at 10 Hz (a slow machine may skip a few, never most)
+    assert report["frames_processed"] >= 10
+    assert report["dropped_frames"] == report["frames_sent"] - report["frames_processed"]
+    for key in ("capture_to_detections_ms", "capture_to_tracks_ms"):
+        assert 0 < report[key]["median"] <= report[key]["p99"]
+    assert report["capture_to_detections_ms"]["median"] <= report["capture_to_tracks_ms"]["median"]
+    stages = report["detector_stages_ms"]
+    assert {"pre", "forward", "post", "publish"} <= set(stages)
+    assert stages["forward"] > 0
+    assert report["overhead_ms"] == pytest.approx(
+        report["capture_to_tracks_ms"]["median"] - stages["forward"], abs=0.02
+    )
+    assert {"lift", "associate", "publish"} <= set(report["tracker_stages_ms"])
+    assert set(report["cpu_percent"]) >= {"detector", "tracker"}

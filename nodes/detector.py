@@ -155,9 +155,10 @@ class Detector:
         inputs_ok = self.node.inputs_ok()
         with self.node.stage("publish"):
             for msg, result in zip(good, results, strict=True):
+                # Depth first: the tracker pairs the two, and wakes once when detections land.
                 for out, pub in (
-                    (result.detections, self.detections_pub),
                     (result.depth, self.depth_pub),
+                    (result.detections, self.detections_pub),
                 ):
                     out.stamp_ns = msg.stamp_ns
                     out.frame_id = msg.frame_id

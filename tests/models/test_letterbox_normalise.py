@@ -1,0 +1,46 @@
+"""The CPU letterbox fill (one OpenCV pass) against the plain torch formula."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from perception.models.letterbox import Letterbox, letterbox_into
+
+SCALE = torch.tensor([1 / (255 * 0.229), 1 / (255 * 0.224), 1 / (255 * 0.225)])
+SHIFT = torch.tensor([-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225])
+
+
+def _reference(canvas: torch.Tensor, image: torch.Tensor, box: Letterbox, bgr: bool) -> None:
+    """The device-generic path, forced: a canvas that is not float32 on the CPU takes it."""
+    wide = canvas.double()
+    letterbox_into(wide, image, box, SCALE.double(), SHIFT.double(), bgr=bgr)
+    canvas.copy_(wide)
+
+
+@pytest.mark.parametrize("src_hw", [(384, 640), (720, 1280), (300, 300), (50, 90)])
+@pytest.mark.parametrize("bgr", [True, False])
+def test_cpu_fill_matches_torch(src_hw: tuple[int, int], bgr: bool) -> None:
+    rng = np.random.default_rng(sum(src_hw))
+    image = torch.from_numpy(rng.integers(0, 256, (*src_hw, 3), dtype=np.uint8))
+    box = Letterbox.fit(src_hw, (384, 640))
+    fast = torch.full((384, 640, 3), 7.0)  # stale values must be overwritten, border zeroed
+    letterbox_into(fast, image, box, SCALE, SHIFT, bgr=bgr)
+    slow = torch.full((384, 640, 3), 7.0)
+    _reference(slow, image, box, bgr)
+    assert torch.allclose(fast, slow, atol=1e-5)
+    top, left = box.pad_top, box.pad_left
+    rh, rw = box.resized_hw
+    border = torch.ones((384, 640), dtype=torch.bool)
+    border[top : top + rh, left : left + rw] = False
+    assert torch.count_nonzero(fast[border]) == 0
+    assert torch.count_nonzero(fast[top : top + rh, left : left + rw]) > 0
+
+
+def test_channel_order_is_rgb() -> None:
+    pixel_bgr = torch.tensor([[[10, 20, 30]]], dtype=torch.uint8)
+    out = torch.empty((1, 1, 3))
+    letterbox_into(out, pixel_bgr, Letterbox.fit((1, 1), (1, 1)), SCALE, SHIFT, bgr=True)
+    expected = torch.tensor([30, 20, 10]) * SCALE + SHIFT
+    assert torch.allclose(out[0, 0], expected, atol=1e-6)

@@ -266,7 +266,8 @@ class NodeStatus(Message):
     inputs: dict[str, Any] = value(
         {},
         "per input topic: rate_hz, alive, rate_ok, upstream_valid, received, dropped, "
-        "stale_dropped, rejected",
+        "stale_dropped, rejected, rejected_by_reason, transit_ms (median send -> arrival, "
+        "same host only, else null)",
     )
     outputs: dict[str, Any] = value({}, "per output topic: rate_hz, published")
     stages_ms: dict[str, Any] = value({}, "per stage: median and p99 latency over the period")

@@ -5,7 +5,8 @@ node from an image folder at a fixed rate, so neither rendering nor image decomp
 with the stack for the CPU: like a real camera, the source costs next to nothing. This process
 subscribes to frames, detections and tracks and reports, as one JSON object: capture ->
 detections and capture -> tracks latency (median, p99), throughput, dropped frames, CPU use per
-node, the detector's per-stage medians, and ``overhead_ms``: the median per-frame time the stack
+node, the detector's and tracker's per-stage medians, the median transit (send -> arrival) of
+each hop, and ``overhead_ms``: the median per-frame time the stack
 adds beyond the network's forward pass (capture -> tracks minus the forward time).
 """
 
@@ -134,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         to_dets: list[float] = []
         to_tracks: list[float] = []
         processed = 0
+        transit: dict[str, float] = {}  # median send -> arrival per hop, from the nodes' status
         end = time.monotonic() + args.frames / args.fps + 60
         poller = zmq.Poller()  # wake on any output, so its arrival time is not delayed
         for sub in (frames, dets, tracks, status):
@@ -153,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
                 if isinstance(m, NodeStatus):
                     pids.setdefault(m.node, m.pid)
                     stage_medians.add(m)
+                    for topic, report in m.inputs.items():
+                        if isinstance(report, dict) and report.get("transit_ms") is not None:
+                            transit[f"{topic} -> {m.node}"] = report["transit_ms"]
             if (
                 cam.poll() is not None
                 and len(sent) >= args.frames
@@ -160,6 +165,9 @@ def run(args: argparse.Namespace) -> int:
             ):
                 break
         elapsed = time.monotonic() - t0
+        own_transit = tracks.stats.report()["transit_ms"]
+        if isinstance(own_transit, float):
+            transit["perception/tracks -> bench"] = own_transit
         cpu = {
             name: round(100 * (cpu_seconds(pid) - cpu0.get(name, 0.0)) / elapsed, 1)
             for name, pid in pids.items()
@@ -183,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         "capture_to_tracks_ms": to_tracks_stats,
         "detector_stages_ms": stages,
         "tracker_stages_ms": tracker_stages,
+        "transit_ms": transit,
         "overhead_ms": round(to_tracks_stats["median"] - forward, 2) if to_tracks_stats else None,
         "cpu_percent": cpu,
         "input": "640x384 synthetic frames",

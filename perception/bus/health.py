@@ -42,9 +42,13 @@ class InputStats:
     last_seen_ns: int = 0
     _arrivals: deque[int] = field(default_factory=lambda: deque(maxlen=RATE_WINDOW))
     _last_seq: dict[str, int] = field(default_factory=dict)
+    _transit_ns: deque[int] = field(default_factory=lambda: deque(maxlen=RATE_WINDOW))
 
-    def on_message(self, source: str, seq: int, now_ns: int) -> None:
-        """Account one arrival (delivered or skipped) from ``source``."""
+    def on_message(self, source: str, seq: int, now_ns: int, sent_mono_ns: int = 0) -> None:
+        """Account one arrival (delivered or skipped) from ``source``; ``sent_mono_ns`` is the
+        sender's ``mono_ns`` (same host: the same monotonic clock), 0 when unknown."""
+        if sent_mono_ns > 0:
+            self._transit_ns.append(now_ns - sent_mono_ns)
         last = self._last_seq.get(source)
         if last is not None:
             if seq > last + 1:
@@ -94,4 +98,8 @@ class InputStats:
             "stale_dropped": self.stale_dropped,
             "rejected": sum(self.rejected.values()),
             "rejected_by_reason": dict(self.rejected),
+            # send -> arrival, before decoding; meaningful when both ends share a host (ipc)
+            "transit_ms": round(sorted(self._transit_ns)[len(self._transit_ns) // 2] / 1e6, 3)
+            if self._transit_ns
+            else None,
         }

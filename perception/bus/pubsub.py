@@ -31,6 +31,7 @@ from perception.errors import UserError
 from perception.logs import RateLimitedLog
 from perception.msgs import Message
 
+SAME_HOST_PREFIXES = ("ipc://", "tcp://127.", "tcp://localhost:")
 MAX_BATCH = (
     1000  # messages taken off a socket per receive() call, so one input cannot starve others
 )
@@ -115,6 +116,8 @@ class Subscriber:
         self.socket.setsockopt(zmq.RECONNECT_IVL, 100)
         self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 200)  # join a late publisher quickly
         self._topic_bytes = topic.encode()
+        # Senders' mono_ns share our clock only on this host: transit times are kept only then.
+        self._same_host = all(a.startswith(SAME_HOST_PREFIXES) for a in self.addresses)
         self.socket.setsockopt(zmq.SUBSCRIBE, self._topic_bytes)
         for address in self.addresses:
             self.socket.connect(address)
@@ -170,7 +173,7 @@ class Subscriber:
             self._reject(exc)
             self._account_rejected(frames, now_ns)
             return None
-        self.stats.on_message(msg.frame_id, msg.seq, now_ns)
+        self.stats.on_message(msg.frame_id, msg.seq, now_ns, msg.mono_ns if self._same_host else 0)
         return msg
 
     def _account_rejected(self, frames: list[zmq.Frame], now_ns: int) -> None:

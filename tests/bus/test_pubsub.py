@@ -69,6 +69,8 @@ def test_queued_topic_delivers_everything_in_order(any_bus: BusConfig) -> None:
     assert [m.seq for m in got] == list(range(100))
     assert np.array_equal(got[42].boxes_xyxy, np.full((2, 4), 42, np.float32))
     assert sub.stats.dropped == 0 and not sub.stats.rejected
+    transit = sub.stats.report()["transit_ms"]  # both ends on this host (ipc or loopback)
+    assert isinstance(transit, float) and 0 <= transit < 1000
 
 
 def test_keep_latest_skips_stale_frames_while_queue_loses_nothing(any_bus: BusConfig) -> None:
@@ -160,3 +162,16 @@ def test_publisher_refuses_the_wrong_type_and_a_taken_address(bus: BusConfig) ->
         Publisher("perception/tracks", tcp)
     first.close()
     pub.close()
+
+
+def test_transit_is_kept_only_when_the_clock_is_shared() -> None:
+    stats = InputStats(expected_rate_hz=10)
+    stats.on_message("cam", 0, now_ns=5_000_000)
+    assert stats.report(5_000_000)["transit_ms"] is None
+    stats.on_message("cam", 1, now_ns=9_000_000, sent_mono_ns=6_000_000)
+    assert stats.report(9_000_000)["transit_ms"] == 3.0
+    remote = Subscriber("perception/detections", BusConfig(transport="tcp", host="10.1.2.3"))
+    local = Subscriber("perception/detections", BusConfig(transport="tcp", host="127.0.0.1"))
+    assert not remote._same_host and local._same_host
+    remote.close()
+    local.close()

@@ -485,6 +485,8 @@ class Rasteriser:
                 cv_scalar(owner),
                 dst=canvas.owner[y0:y1, x0:x1],
                 mask=win,
+                # explicit: OpenCV 5 reads a one-column int16 window as another type and refuses
+                dtype=cv2.CV_16S,
             )
         img = canvas.image[y0:y1, x0:x1]
         if tex is None:

@@ -156,3 +156,11 @@ def test_other_resolutions_and_pitched_cameras_render() -> None:
         assert f.image_bgr.shape == (cam.height, cam.width, 3) and f.image_bgr.dtype == np.uint8
         assert f.depth_m.shape == (cam.height, cam.width) and f.depth_m.dtype == np.float32
         assert (f.depth_m > 0).mean() > 0.3
+
+
+def test_one_pixel_wide_faces_render() -> None:
+    """Frames where some face covers a single image column (OpenCV 5 once refused these)."""
+    camera = front_camera()
+    for seed, index in ((1, 68), (3, 225)):
+        frame = SyntheticDrive(seed, camera).frame(index)
+        assert frame.image_bgr.shape == (camera.height, camera.width, 3)

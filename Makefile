@@ -6,10 +6,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e '.[dev]'
+	# HOTA for the tracking evaluation. --no-deps: it declares opencv-python, which would
+	# replace the headless OpenCV; everything it really imports is installed above.
+	$(BIN)/python -m pip install --no-deps trackeval==1.3.0
 	touch $(STAMP)
 
 DURATION ?= 30

@@ -126,7 +126,14 @@ class TrackerState:
         with self.node.stage("associate"):
             try:
                 tracks = tracker.update(
-                    det.stamp_ns, det.boxes_xyxy, det.scores, det.class_ids, positions, covs, sizes
+                    det.stamp_ns,
+                    det.boxes_xyxy,
+                    det.scores,
+                    det.class_ids,
+                    positions,
+                    covs,
+                    sizes,
+                    image_size=(det.image_width, det.image_height),
                 )
             except ValueError as exc:  # e.g. a stamp older than the last: drop, keep going
                 self.node.reject("out_of_order", f"{det.camera}: {exc}")

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         p = np.concatenate([pos[keep], rng.uniform(5, 50, (5, 3))])
         c = np.concatenate([covs[keep], np.tile(np.eye(3), (5, 1, 1))])
         t0, c0 = time.perf_counter(), time.thread_time()
-        out = tracker.update(round(t * 1e9), b, sc, cl, p, c)
+        out = tracker.update(round(t * 1e9), b, sc, cl, p, c, image_size=(1920, 1080))
         elapsed, cpu = time.perf_counter() - t0, time.thread_time() - c0
         if i >= args.warmup:
             times.append(elapsed * 1e3)

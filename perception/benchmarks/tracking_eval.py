@@ -1,4 +1,5 @@
-"""Benchmark: tracking quality (MOTA, IDF1, ID switches) and 3D accuracy, by a peer library.
+"""Benchmark: tracking quality (MOTA, IDF1, HOTA, ID switches) and 3D accuracy, by peer
+libraries.
 
 Detections are ground-truth boxes with noise, 10% dropouts, false positives and scores that
 fall with occlusion and range, on two sources:
@@ -7,16 +8,21 @@ fall with occlusion and range, on two sources:
 - ``synth``: rendered drives of :mod:`perception.synth` (its labels and per-pixel depth, made
   noisy: a per-object, per-frame relative error plus per-pixel noise and holes).
 
-3D lifting runs on the (noisy) depth map, the tracker on the result; CLEAR-MOT and identity
-metrics come from py-motmetrics (not our code), given our own IoU distance matrix (its
-``iou_matrix`` fails on numpy 2). Ground truth less visible than ``--min-visibility`` is a
-"don't care" region, as KITTI and MOTChallenge do: a track on it is neither a hit nor a false
-positive, and missing it is not a miss. Prints one JSON line per source and seed, then a mean.
+(``model`` runs the shipped network on the rendered drives instead.) 3D lifting runs on the
+(noisy) depth map, the tracker on the result; CLEAR-MOT and identity metrics come from
+py-motmetrics (not our code), given our own IoU distance matrix (its ``iou_matrix`` fails on
+numpy 2); HOTA, DetA and AssA from TrackEval's HOTA class when the ``trackeval`` package is
+installed (the same IoU matrix and don't-care filtering; null otherwise). Ground truth less
+visible than ``--min-visibility`` is a "don't care" region, as KITTI and MOTChallenge do: a
+track on it is neither a hit nor a false positive, and missing it is not a miss. Prints one
+JSON line per source and seed, then all seeds evaluated together.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import time
 from collections.abc import Iterable, Iterator
@@ -220,6 +226,62 @@ def model_frames(
 
 
 # -- evaluation ------------------------------------------------------------------------------
+def load_hota() -> Any:
+    """TrackEval's HOTA metric (Luiten et al., IJCV 2021), or None when `trackeval` is not
+    installed. (Importing it prints a note about optional dependencies: kept off stdout, where
+    the JSON lines go.)"""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            from trackeval.metrics import HOTA
+    except ImportError:
+        return None
+    return HOTA()
+
+
+@dataclass
+class HotaSequence:
+    """One sequence in TrackEval's input layout: per frame the ground-truth and tracker ids
+    and their similarity (IoU); ids are renumbered 0.. when the sequence is evaluated."""
+
+    gt_ids: list[np.ndarray] = field(default_factory=list)
+    tracker_ids: list[np.ndarray] = field(default_factory=list)
+    similarity: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, gt_ids: np.ndarray, tracker_ids: np.ndarray, iou: np.ndarray) -> None:
+        self.gt_ids.append(np.asarray(gt_ids))
+        self.tracker_ids.append(np.asarray(tracker_ids))
+        self.similarity.append(np.asarray(iou, np.float64))
+
+    def data(self) -> dict[str, Any]:
+        def renumber(ids: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
+            flat = np.concatenate([np.zeros(0, np.int64), *[i.astype(np.int64) for i in ids]])
+            uniq = np.unique(flat)
+            return [np.searchsorted(uniq, i).astype(int) for i in ids], len(uniq)
+
+        gt, n_gt = renumber(self.gt_ids)
+        tr, n_tr = renumber(self.tracker_ids)
+        return {
+            "num_timesteps": len(gt),
+            "num_gt_ids": n_gt,
+            "num_tracker_ids": n_tr,
+            "num_gt_dets": int(sum(len(g) for g in gt)),
+            "num_tracker_dets": int(sum(len(t) for t in tr)),
+            "gt_ids": gt,
+            "tracker_ids": tr,
+            "similarity_scores": self.similarity,
+        }
+
+
+def hota_summary(metric: Any, sequences: list[HotaSequence]) -> dict[str, float | None]:
+    """HOTA, DetA, AssA (each averaged over the localisation thresholds 0.05..0.95, as
+    TrackEval reports them) over all sequences together; None without trackeval."""
+    if metric is None or not sequences:
+        return {"hota": None, "deta": None, "assa": None}
+    per_seq = {str(i): metric.eval_sequence(s.data()) for i, s in enumerate(sequences)}
+    res = metric.combine_sequences(per_seq)
+    return {k.lower(): round(float(np.mean(res[k])), 4) for k in ("HOTA", "DetA", "AssA")}
+
+
 def evaluate(
     sequences: Iterable[Iterable[EvalFrame]],
     camera: CameraModel,
@@ -239,10 +301,15 @@ def evaluate(
     vel_err: list[float] = []
     times: list[float] = []
     frames_seen = 0
+    hota_metric = load_hota()
+    hota_sequences: list[HotaSequence] = []
     for frames in sequences:
         tracker = Tracker(cfg)
         acc = mm.MOTAccumulator(auto_id=True)
         accs.append(acc)
+        hota = HotaSequence() if hota_metric is not None else None
+        if hota is not None:
+            hota_sequences.append(hota)
         for f in frames:
             frames_seen += 1
             lifted = lift_detections(
@@ -263,9 +330,10 @@ def evaluate(
                 lifted.positions_vehicle,
                 lifted.covariances_vehicle,
                 lifted.sizes_m,
+                image_size=camera.size,
             )
             times.append(time.perf_counter() - t0)
-            matched = _accumulate(acc, f, tracks, min_visibility)
+            matched = _accumulate(acc, f, tracks, min_visibility, hota)
             _errors_3d(f, tracks, matched, min_visibility, car_class, pos_err, vel_err)
     names = [
         "mota",
@@ -298,6 +366,7 @@ def evaluate(
         "gt_tracks": int(row["num_unique_objects"]),
         "mostly_tracked": int(row["mostly_tracked"]),
         "fragmentations": int(row["num_fragmentations"]),
+        **hota_summary(hota_metric, hota_sequences),
         "car_position_error_median_rel": med(pos_err),
         "car_position_samples": len(pos_err),
         "car_velocity_error_median_mps": med(vel_err),
@@ -309,9 +378,12 @@ def evaluate(
     }
 
 
-def _accumulate(acc: Any, f: EvalFrame, tracks: Any, min_visibility: float) -> np.ndarray:
-    """Add one frame to a motmetrics accumulator; return the (gt row in the frame, track row)
-    pairs matched at IoU >= IOU_THRESHOLD. Tracks on don't-care ground truth are dropped."""
+def _accumulate(
+    acc: Any, f: EvalFrame, tracks: Any, min_visibility: float, hota: HotaSequence | None = None
+) -> np.ndarray:
+    """Add one frame to a motmetrics accumulator (and to `hota`); return the (gt row in the
+    frame, track row) pairs matched at IoU >= IOU_THRESHOLD. Tracks on don't-care ground truth
+    are dropped."""
     care = f.gt_visibility >= min_visibility
     ignore_boxes = np.concatenate([f.gt_boxes_xyxy[~care], f.dont_care_xyxy])
     hyp = np.arange(len(tracks))
@@ -326,6 +398,8 @@ def _accumulate(acc: Any, f: EvalFrame, tracks: Any, min_visibility: float) -> n
         tracks.ids[hyp].tolist(),
         np.where(iou_h >= IOU_THRESHOLD, 1.0 - iou_h, np.nan),
     )
+    if hota is not None:
+        hota.add(f.gt_ids[care], tracks.ids[hyp], iou_h)
     matched[:, 0] = np.flatnonzero(care)[matched[:, 0]]
     return matched
 

@@ -33,11 +33,22 @@ class LiftingConfig:
     samples: int = _f(12, "depth samples per box side (samples x samples grid)")
     percentile: float = _f(30.0, "percentile of the valid samples taken as the object's depth")
     min_valid_fraction: float = _f(0.2, "fewer valid samples than this: use the fallback")
-    depth_sigma_rel: float = _f(0.05, "depth std as a fraction of the depth")
+    depth_sigma_rel: float = _f(0.08, "depth std as a fraction of the depth")
     depth_sigma_quad: float = _f(0.0, "extra depth std per metre squared of depth (stereo-like)")
     depth_sigma_min_m: float = _f(0.2, "floor of the depth std, metres")
     pixel_sigma_px: float = _f(2.0, "std of the box centre, pixels (lateral uncertainty)")
     fallback_sigma_scale: float = _f(2.0, "std multiplier when the detection's depth_m is used")
+    occlusion_aware: bool = _f(True, "ignore depth samples inside nearer overlapping boxes")
+    occluder_bottom_gap: float = _f(
+        0.05, "a box is nearer when its bottom edge is lower by this share of the other's height"
+    )
+    ground_prior: bool = _f(True, "fuse the depth with the ground-plane depth of the box bottom")
+    ground_z_m: float = _f(0.0, "height of the road in the vehicle frame, metres")
+    ground_sigma_px: float = _f(1.0, "std of the box's bottom edge, pixels (ground depth)")
+    ground_sigma_rel: float = _f(0.05, "ground depth std for slope and pitch, share of depth")
+    ground_gate_chi2: float = _f(25.0, "depths disagreeing more (squared, in stds): not fused")
+    ground_max_m: float = _f(150.0, "ground-plane depths beyond this are not used, metres")
+    ground_border_px: float = _f(2.0, "boxes this close to the image's lower border: not used")
     centre_offset_m: dict[str, float] = _f(
         {"car": 1.8, "truck": 3.5, "pedestrian": 0.25, "cyclist": 0.5},
         "per class name: metres added along the ray, visible surface -> object centre",
@@ -104,6 +115,10 @@ class OutputConfig:
     publish_tentative: bool = _f(False, "include tentative tracks")
     publish_lost: bool = _f(True, "include lost tracks (predicted, not seen this frame)")
     max_lost_publish_s: float = _f(0.15, "publish lost tracks for at most this long")
+    lost_max_outside: float = _f(
+        0.3, "lost tracks with more of their box outside the image: hidden"
+    )
+    lost_max_covered: float = _f(0.5, "lost tracks covered more by a nearer track's box: hidden")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from perception.tracking.kalman import (
     BoxFilter,
     ConstantVelocityKalman,
     PositionFilter,
-    inv3,
+    sym_inv3,
     xywh_to_xyxy,
     xyxy_to_xywh,
 )
@@ -41,11 +41,6 @@ def _textbook_update(mean, cov, z, R):  # type: ignore[no-untyped-def]
 def _random_spd(rng: np.random.Generator, m: int, n: int) -> np.ndarray:
     A = rng.normal(size=(m, n, n))
     return A @ np.swapaxes(A, 1, 2) + n * np.eye(n)
-
-
-def test_inv3_matches_numpy() -> None:
-    S = _random_spd(np.random.default_rng(0), 50, 3)
-    np.testing.assert_allclose(inv3(S), np.linalg.inv(S), rtol=1e-10, atol=1e-12)
 
 
 def test_full_filter_equals_textbook_forms() -> None:
@@ -152,3 +147,21 @@ def test_box_conversions_round_trip() -> None:
     b = np.array([[10.0, 20.0, 50.0, 100.0], [0.0, 0.0, 1.0, 1.0]])
     np.testing.assert_allclose(xywh_to_xyxy(xyxy_to_xywh(b)), b)
     np.testing.assert_allclose(xyxy_to_xywh(b)[0], [30.0, 60.0, 40.0, 80.0])
+
+
+def test_box_noise_scales_with_the_longer_side() -> None:
+    """A far pedestrian's box (3 x 16 px) jitters and moves like a 16 px object in x too:
+    scaling x by its 3 px width made the filter trust a lagging prediction."""
+    bf = BoxFilter(BoxFilterConfig())
+    thin = bf.measurement_var(np.array([[100.0, 100.0, 3.0, 16.0]]))
+    square = bf.measurement_var(np.array([[100.0, 100.0, 16.0, 16.0]]))
+    np.testing.assert_allclose(np.broadcast_to(thin, (1, 4)), np.broadcast_to(square, (1, 4)))
+    _, cov = bf.initiate(np.array([[98.5, 92.0, 101.5, 108.0]]))
+    assert np.allclose(cov[0, :, 2], cov[0, 0, 2])  # one velocity prior for all coordinates
+
+
+def test_sym_inv3_matches_numpy() -> None:
+    rng = np.random.default_rng(4)
+    A = rng.normal(size=(20, 3, 3))
+    S = A @ np.swapaxes(A, 1, 2) + 0.1 * np.eye(3)
+    np.testing.assert_allclose(sym_inv3(S), np.linalg.inv(S), rtol=1e-9, atol=1e-10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,17 @@ from perception.tracking.config import LiftingConfig
 from perception.tracking.lifting import (
     SOURCE_DEPTH_MAP,
     SOURCE_DETECTION,
+    SOURCE_GROUND,
     SOURCE_NONE,
     box_depths,
+    ground_depths,
     lift_detections,
+    occluder_pairs,
 )
 
 REPO = Path(__file__).resolve().parents[2]
-NO_OFFSET = LiftingConfig(centre_offset_m={})
+# Boxes drawn around points that do not stand on the road: no ground-plane prior.
+NO_OFFSET = LiftingConfig(centre_offset_m={}, ground_prior=False)
 
 
 @pytest.fixture
@@ -110,6 +115,52 @@ def test_occluder_in_front_of_part_of_the_box(camera: CameraModel) -> None:
     depth = scene_depth(camera, np.vstack([box, occluder]), [25.0, 8.0])
     out = lift_detections(camera, box, depth, config=LiftingConfig(percentile=50.0))
     assert out.depth_m[0] == pytest.approx(25.0, rel=1e-3)
+
+
+def test_car_behind_a_car_reads_its_own_depth(camera: CameraModel) -> None:
+    """A nearer car (its bottom edge lower in the image) covers the middle of a farther car's
+    box: the farther box's samples inside the nearer box are dropped, so its depth is its own,
+    not the occluder's (which the 30th percentile would otherwise pick)."""
+    far = np.array([200.0, 150.0, 300.0, 200.0])
+    near = np.array([215.0, 160.0, 255.0, 225.0])  # lower bottom edge: nearer
+    boxes = np.vstack([far, near])
+    depth = scene_depth(camera, boxes, [30.0, 12.0])
+    assert occluder_pairs(boxes, 0.05).tolist() == [[0, 1]]
+    cfg = LiftingConfig(centre_offset_m={}, ground_prior=False)
+    out = lift_detections(camera, boxes, depth, config=cfg)
+    assert out.depth_m[0] == pytest.approx(30.0, rel=1e-3)
+    assert out.depth_m[1] == pytest.approx(12.0, rel=1e-3)
+    naive = lift_detections(camera, boxes, depth, config=replace(cfg, occlusion_aware=False))
+    assert naive.depth_m[0] == pytest.approx(12.0, rel=1e-3)
+    # Side by side (bottom edges level) is no occlusion.
+    assert len(occluder_pairs(np.array([[0, 0, 10, 10], [5, 0, 15, 10.2]]), 0.05)) == 0
+
+
+def test_ground_plane_depth_and_fusion(camera: CameraModel) -> None:
+    """The synthetic camera is 1.5 m above the road looking level: the bottom edge of an
+    object standing at depth z is 400 * 1.5 / z pixels below the horizon row (191.5)."""
+    z_true = np.array([10.0, 25.0, 60.0])
+    bottom = 191.5 + 400.0 * 1.5 / z_true
+    boxes = np.column_stack([[300.0, 310.0, 320.0], bottom - 30, [340.0, 330.0, 325.0], bottom])
+    zg, sg = ground_depths(camera, boxes, LiftingConfig())
+    np.testing.assert_allclose(zg, z_true, rtol=1e-9)
+    # One pixel of the bottom edge matters more with range (~ z^2 / (f h)).
+    assert sg[0] < sg[1] < sg[2] and sg[2] > 0.05 * 60.0
+    # Above the horizon there is no ground.
+    assert np.isnan(ground_depths(camera, np.array([[300.0, 100, 340, 180]]), LiftingConfig())[0])
+    # A depth map reading 20% too far is pulled towards the ground depth; without a map the
+    # ground depth is used alone.
+    cfg = LiftingConfig(centre_offset_m={})
+    depth = scene_depth(camera, boxes[:2], list(1.2 * z_true[:2]))
+    fused = lift_detections(camera, boxes[:2], depth, config=cfg)
+    err = np.abs(fused.depth_m - z_true[:2])
+    assert np.all(err < 0.5 * 0.2 * z_true[:2]) and np.all(fused.source == SOURCE_DEPTH_MAP)
+    alone = lift_detections(camera, boxes[:1], None, config=cfg)
+    assert alone.source.tolist() == [SOURCE_GROUND]
+    assert alone.depth_m[0] == pytest.approx(10.0)
+    # A box cut by the image's lower border does not show where the object stands.
+    cut = np.array([[300.0, 300.0, 340.0, 383.5]])
+    assert lift_detections(camera, cut, None, config=cfg).source.tolist() == [SOURCE_NONE]
 
 
 def test_centre_offset_moves_along_the_ray(camera: CameraModel) -> None:

@@ -7,9 +7,12 @@ import itertools
 import numpy as np
 
 from perception.tracking.matching import (
+    box_areas,
     fused_cost_pairs,
+    intersection_xyxy,
     iou_matrix_xyxy,
     linear_assignment,
+    linear_assignment_pairs,
     mahalanobis_sq_pairs,
 )
 
@@ -72,3 +75,28 @@ def test_mahalanobis_pairs() -> None:
     dc = np.tile(np.diag([0.0, 1.0, 1.0]), (2, 1, 1))
     d2 = mahalanobis_sq_pairs(tp, tc, dp, dc, np.array([0, 1, 0]), np.array([0, 1, 1]))
     np.testing.assert_allclose(d2, [1.0, 0.5, 100 / 4 + 36 / 2])
+
+
+def test_assignment_on_listed_pairs_equals_the_dense_one() -> None:
+    """The tracker lists only the feasible (overlapping) pairs; same matching as dense."""
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        m, n = rng.integers(1, 9, 2)
+        cost = rng.random((m, n))
+        cost[rng.random((m, n)) < 0.6] = 3.0  # infeasible
+        dense = linear_assignment(cost, 0.8)
+        r, c = np.nonzero(cost <= 0.8)
+        sparse = linear_assignment_pairs(r, c, cost[r, c], m, n)
+        assert np.isclose(
+            cost[dense[0][:, 0], dense[0][:, 1]].sum(), cost[sparse[0][:, 0], sparse[0][:, 1]].sum()
+        )
+        assert len(dense[0]) == len(sparse[0])
+        assert sorted([*sparse[0][:, 0], *sparse[1]]) == list(range(m))
+        assert sorted([*sparse[0][:, 1], *sparse[2]]) == list(range(n))
+
+
+def test_intersections_and_areas() -> None:
+    a = np.array([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 5.0, 9.0]])  # the second has no area
+    b = np.array([[5.0, 0.0, 20.0, 20.0], [100.0, 100.0, 110.0, 110.0]])
+    np.testing.assert_allclose(intersection_xyxy(a, b), [[50.0, 0.0], [0.0, 0.0]])
+    np.testing.assert_allclose(box_areas(np.vstack([a, [[3.0, 3.0, 1.0, 5.0]]])), [100, 0, 0])

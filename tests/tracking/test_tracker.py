@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -244,6 +245,9 @@ def test_yaml_defaults_equal_dataclass_defaults_and_errors(tmp_path: Path) -> No
     assert load_tracker_config() == TrackerConfig()
     doc = yaml.safe_load(default_config_path().read_text())
     assert set(doc) == {"lifting", "association", "lifecycle", "box_filter", "motion", "output"}
+    for section in fields(TrackerConfig):  # every setting is documented in the file
+        keys = {f.name for f in fields(getattr(TrackerConfig(), section.name))}
+        assert set(doc[section.name]) == keys, section.name
     bad = tmp_path / "bad.yaml"
     bad.write_text("association:\n  high_scor: 0.5\n")
     with pytest.raises(UserError, match="high_scor"):
@@ -283,3 +287,46 @@ def test_lost_track_refound_in_3d_when_its_box_drifted() -> None:
             20 * DT_NS, box(240, 190)[None], np.array([0.9]), np.zeros(1), p[None], cov[None]
         )
         assert (out.ids[out.matched].tolist() == [1]) == expect_same
+
+
+def test_lost_tracks_are_published_only_while_the_camera_could_see_them() -> None:
+    """A missed detection of a visible object is bridged (the lost track is published); an
+    object that left the image, or went behind a nearer tracked object, is not shown where
+    its prediction says: it stays alive (lost) unpublished."""
+    size = (640, 384)
+    # Leaving the image to the right at 15 px per frame.
+    tr = Tracker(TrackerConfig())
+    for k in range(5):
+        tr.update(
+            k * DT_NS, box(560 + 15 * k, 200)[None], np.array([0.9]), np.array([0]), image_size=size
+        )
+    empty = (np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
+    assert len(tr.update(5 * DT_NS, *empty, image_size=size)) == 0  # 3/8 of the box outside
+    assert tr.all_tracks().states.tolist() == [TrackState.LOST]
+    # The same without the image size (unknown): published as lost.
+    tr = Tracker(TrackerConfig())
+    for k in range(5):
+        step(tr, k, [box(560 + 15 * k, 200)])
+    assert step(tr, 5, []).states.tolist() == [TrackState.LOST]
+    # A missed detection in the middle of the image is bridged.
+    tr = Tracker(TrackerConfig())
+    for k in range(5):
+        step(tr, k, [box(200 + 5 * k, 200)])
+    assert tr.update(5 * DT_NS, *empty, image_size=size).states.tolist() == [TrackState.LOST]
+
+    # A far object (bottom edge higher) passed by a nearer one that comes to cover it.
+    tr = Tracker(TrackerConfig())
+    far = box(300, 180, 40, 40)  # bottom at 200
+    for k in range(5):
+        near = box(200 + 20 * k, 200, 60, 60)  # bottom at 230: nearer
+        tr.update(
+            k * DT_NS,
+            np.array([far, near]),
+            np.array([0.9, 0.9]),
+            np.array([0, 0]),
+            image_size=size,
+        )
+    near = box(300, 200, 60, 60)  # covers the far box entirely; the far one is not detected
+    out = tr.update(5 * DT_NS, near[None], np.array([0.9]), np.array([0]), image_size=size)
+    assert out.ids.tolist() == [2]
+    assert tr.all_tracks().states.tolist() == [TrackState.LOST, TrackState.CONFIRMED]

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     times: list[float] = []
     cpu_times: list[float] = []  # thread CPU time: what the update costs on a busy machine
     live: list[int] = []
+    phases: dict[str, list[float]] = {}
     for i in range(args.warmup + args.frames):
         t = i * dt
         xy = s["xy"] + s["v_px"] * t
@@ -87,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
             times.append(elapsed * 1e3)
             cpu_times.append(cpu * 1e3)
             live.append(len(out))
+            for name, phase_ms in tracker.last_phase_ms.items():
+                phases.setdefault(name, []).append(phase_ms)
     ms = np.array(times)
     print(
         json.dumps(
@@ -101,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
                 "update_p99_ms": round(float(np.percentile(ms, 99)), 3),
                 "update_max_ms": round(float(ms.max()), 3),
                 "update_cpu_median_ms": round(float(np.median(cpu_times)), 3),
+                # the update's phases; "associate" is the association proper (cost pairs
+                # and the ByteTrack matching steps), the rest are filters and bookkeeping
+                "phase_median_ms": {k: round(float(np.median(v)), 3) for k, v in phases.items()},
                 "target_ms": TARGET_MS,
                 "pass": bool(np.median(ms) < TARGET_MS),
                 "machine": _machine(),

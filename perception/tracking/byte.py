@@ -29,6 +29,7 @@ Velocities are relative to the ego vehicle: the vehicle frame moves with it.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from enum import IntEnum
@@ -285,6 +286,9 @@ class Tracker:
         self._last_stamp_ns: int | None = None
         self.frames = 0
         self.removed = 0  # tracks removed so far
+        # Wall time of the last update's phases, ms: predict, associate (cost pairs and the
+        # matching steps), correct (filter updates), manage (new, removed, output tracks).
+        self.last_phase_ms: dict[str, float] = {}
         self.rejected_positions = 0  # position measurements rejected as outliers so far
 
     @property
@@ -321,12 +325,14 @@ class Tracker:
         first_frame = self._last_stamp_ns is None
         dt = self._advance_clock(stamp_ns)
         T = self._t
+        t0 = time.perf_counter_ns()
 
         # Step 1: predict every track to this frame's capture time; split detections by score.
         # Steps 2, 3 and 3b only match pairs that overlap in the image, step 2b (lost track,
         # high detection) pairs of one class: those pairs and their costs are computed once,
         # and each step takes its share of them with a mask.
         self._predict(dt)
+        t1 = time.perf_counter_ns()
         high = dets.scores >= a.high_score
         p, p3d = self._pairs(dets, high)
         state = T.state
@@ -363,7 +369,9 @@ class Tracker:
         missed = flatnonzero(tentative & row_free)
         T.misses[missed] += 1
         T.state[missed[T.misses[missed] > life.tentative_max_misses]] = _REMOVED
+        t2 = time.perf_counter_ns()
         self._apply(np.concatenate([rows, r, r2]), dets, np.concatenate([det, d, d2]), stamp_ns)
+        t3 = time.perf_counter_ns()
 
         # Step 4: unmatched confident detections start new tracks.
         new = flatnonzero(high & det_free & (dets.scores >= a.new_track_score))
@@ -382,7 +390,15 @@ class Tracker:
             T.keep(alive)
             boxes, covered, lost_for = boxes[alive], covered[alive], lost_for[alive]
         self.frames += 1
-        return self._publish(stamp_ns, boxes, covered, lost_for, image_size)
+        out = self._publish(stamp_ns, boxes, covered, lost_for, image_size)
+        t4 = time.perf_counter_ns()
+        self.last_phase_ms = {
+            "predict": (t1 - t0) / 1e6,
+            "associate": (t2 - t1) / 1e6,
+            "correct": (t3 - t2) / 1e6,
+            "manage": (t4 - t3) / 1e6,
+        }
+        return out
 
     def reset(self) -> None:
         """Drop every track and the clock (ids keep increasing: they are never reused)."""

@@ -330,3 +330,13 @@ def test_lost_tracks_are_published_only_while_the_camera_could_see_them() -> Non
     out = tr.update(5 * DT_NS, near[None], np.array([0.9]), np.array([0]), image_size=size)
     assert out.ids.tolist() == [2]
     assert tr.all_tracks().states.tolist() == [TrackState.LOST, TrackState.CONFIRMED]
+
+
+def test_update_reports_the_time_of_its_phases() -> None:
+    tracker = Tracker(TrackerConfig())
+    boxes = np.array([[10, 10, 50, 60], [100, 100, 140, 180]], np.float64)
+    for i in range(3):
+        tracker.update(i * 100_000_000, boxes + i, np.array([0.9, 0.8]), np.array([0, 1]))
+    phases = tracker.last_phase_ms
+    assert set(phases) == {"predict", "associate", "correct", "manage"}
+    assert all(v >= 0 for v in phases.values()) and sum(phases.values()) > 0

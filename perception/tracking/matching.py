@@ -29,19 +29,8 @@ def iou_matrix_xyxy(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
     b = np.asarray(b_xyxy, np.float64).reshape(-1, 4)
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
-    # Broadcast min/max of 1-D columns, in place where possible: at ~100 x 100 each dense
-    # operation costs several microseconds, and allocations add to it.
-    ax, bx = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
-    iw = np.minimum(ax[2][:, None], bx[2])
-    iw -= np.maximum(ax[0][:, None], bx[0])
-    ih = np.minimum(ax[3][:, None], bx[3])
-    ih -= np.maximum(ax[1][:, None], bx[1])
-    np.maximum(iw, 0.0, out=iw)
-    np.maximum(ih, 0.0, out=ih)
-    inter = np.multiply(iw, ih, out=iw)
-    area_a = np.maximum(ax[2] - ax[0], 0.0) * np.maximum(ax[3] - ax[1], 0.0)
-    area_b = np.maximum(bx[2] - bx[0], 0.0) * np.maximum(bx[3] - bx[1], 0.0)
-    union = np.add(area_a[:, None], area_b, out=ih)
+    inter = intersection_xyxy(a, b)
+    union = np.add(box_areas(a)[:, None], box_areas(b))
     union -= inter
     np.maximum(union, 1e-12, out=union)
     return np.divide(inter, union, out=inter)
@@ -49,10 +38,16 @@ def iou_matrix_xyxy(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
 
 def intersection_xyxy(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
     """(M, N) intersection areas of two sets of xyxy boxes."""
-    a, b = a_xyxy, b_xyxy
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    return np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
+    # Broadcast min/max of 1-D columns, in place where possible: at ~100 x 100 each dense
+    # operation costs several microseconds, and allocations add to it.
+    ax, bx = np.ascontiguousarray(a_xyxy.T), np.ascontiguousarray(b_xyxy.T)
+    iw = np.minimum(ax[2][:, None], bx[2])
+    iw -= np.maximum(ax[0][:, None], bx[0])
+    ih = np.minimum(ax[3][:, None], bx[3])
+    ih -= np.maximum(ax[1][:, None], bx[1])
+    np.maximum(iw, 0.0, out=iw)
+    np.maximum(ih, 0.0, out=ih)
+    return np.multiply(iw, ih, out=iw)
 
 
 def box_areas(boxes_xyxy: np.ndarray) -> np.ndarray:

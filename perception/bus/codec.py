@@ -440,7 +440,7 @@ def _decode_fast(frames: Sequence[Any], limits: Limits) -> Message | None:
 def _buffer_array(
     cls: type[Message], a: _ArrayPlan, entry: Any, data: memoryview, limits: Limits
 ) -> np.ndarray:
-    if not (isinstance(entry, (list, tuple)) and len(entry) == 3 and entry[0] == a.name):
+    if not (isinstance(entry, list) and len(entry) == 3 and entry[0] == a.name):
         raise MalformedMessage(
             f"{cls.TYPE}: buffer entry for {a.name!r} must be [name, dtype, shape]"
         )

@@ -11,6 +11,8 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from perception.stats import median_p99
+
 ALIVE_PERIODS = 5.0  # an input is dead after this many expected periods of silence...
 MIN_ALIVE_S = 1.0  # ...but never sooner than this
 RATE_OK_FRACTION = 0.5  # an input is slow below this fraction of its expected rate
@@ -88,6 +90,7 @@ class InputStats:
     def report(self, now_ns: int | None = None) -> dict[str, object]:
         """The input's entry in NodeStatus.inputs."""
         h = self.health(now_ns)
+        transit = median_p99([t / 1e6 for t in self._transit_ns], digits=3)
         return {
             "rate_hz": round(self.rate_hz(now_ns), 3),
             "alive": h.alive,
@@ -99,7 +102,5 @@ class InputStats:
             "rejected": sum(self.rejected.values()),
             "rejected_by_reason": dict(self.rejected),
             # send -> arrival, before decoding; meaningful when both ends share a host (ipc)
-            "transit_ms": round(sorted(self._transit_ns)[len(self._transit_ns) // 2] / 1e6, 3)
-            if self._transit_ns
-            else None,
+            "transit_ms": transit["median"] if transit else None,
         }

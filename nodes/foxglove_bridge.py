@@ -12,9 +12,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from perception.errors import UserError
 from perception.node import Node, NodeConfig, node_main
+
+if TYPE_CHECKING:
+    from perception.recording.views import ViewBuilder, ViewMessage
 
 DEFAULT_TOPICS = [
     "camera/frames",
@@ -30,6 +34,13 @@ class BridgeConfig:
     node: NodeConfig = field(default_factory=NodeConfig)
     host: str = field(default="127.0.0.1", metadata={"help": "address to serve on (0.0.0.0: all)"})
     port: int = field(default=8765, metadata={"help": "WebSocket port (0: any free port)"})
+    cameras: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "camera names whose view channels exist from the start; other cameras' "
+            "appear when their first message arrives"
+        },
+    )
     topics: list[str] = field(
         default_factory=lambda: list(DEFAULT_TOPICS),
         metadata={"help": "bus channels to show, TOPIC or TOPIC@INSTANCE"},
@@ -39,6 +50,51 @@ class BridgeConfig:
     point_cloud_max_points: int = field(
         default=5000, metadata={"help": "depth as a point cloud, subsampled; 0: none"}
     )
+
+
+def bus_inputs(channels: Sequence[str]) -> dict[str, list[str | None]]:
+    """TOPIC or TOPIC@INSTANCE entries grouped by topic (one subscriber per topic)."""
+    inputs: dict[str, list[str | None]] = {}
+    for channel in channels:
+        topic, _, instance = channel.partition("@")
+        if instance and not topic:
+            raise UserError(f"bridge topic {channel!r}: no topic before '@'")
+        wanted = inputs.setdefault(topic, [])
+        if (instance or None) not in wanted:
+            wanted.append(instance or None)
+    return inputs
+
+
+class LiveChannels:
+    """The bridge's Foxglove channels, created a whole camera at a time.
+
+    The SDK (0.30) can answer "unknown channel" to a subscription that arrives between a new
+    channel's advertisement and its registration for that client; the client then misses the
+    topic until it reconnects. Seen under CPU load with a client connecting while the first
+    messages arrive. So the channels of the configured cameras are created before the server
+    accepts clients, and a camera that shows up later gets all its channels in one go.
+    """
+
+    def __init__(self, views: ViewBuilder) -> None:
+        self._views = views
+        self._cameras: set[str] = set()
+        self._channels: dict[str, Any] = {}
+
+    def add_camera(self, camera: str) -> None:
+        from foxglove import channels
+
+        if camera in self._cameras:
+            return
+        for topic, message_type in self._views.view_types(camera).items():
+            if topic not in self._channels:
+                channel_type = getattr(channels, f"{message_type.__name__}Channel")
+                self._channels[topic] = channel_type(topic)
+        self._cameras.add(camera)
+
+    def log(self, camera: str, view: ViewMessage) -> None:
+        if view.topic not in self._channels:
+            self.add_camera(camera)
+        self._channels[view.topic].log(view.message, log_time=view.stamp_ns)
 
 
 def run(config: BridgeConfig) -> int:
@@ -53,10 +109,12 @@ def run(config: BridgeConfig) -> int:
             point_cloud_max_points=config.point_cloud_max_points,
         )
     )
+    channels = LiveChannels(views)
     with Node("foxglove_bridge", config.node) as node:
-        for channel in config.topics:
-            topic, _, instance = channel.partition("@")
-            node.subscribe(topic, [instance or None])
+        for camera in config.cameras:
+            channels.add_camera(camera)
+        for topic, instances in bus_inputs(config.topics).items():
+            node.subscribe(topic, instances)
         try:
             server = foxglove.start_server(name="perception", host=config.host, port=config.port)
         except Exception as exc:  # the SDK raises its own error types for a taken port
@@ -78,7 +136,7 @@ def run(config: BridgeConfig) -> int:
                             continue
                     with node.stage("log"):
                         for view in built:
-                            foxglove.log(view.topic, view.message, log_time=view.stamp_ns)
+                            channels.log(msg.camera, view)  # type: ignore[attr-defined]
     return 0
 
 

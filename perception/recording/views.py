@@ -198,6 +198,26 @@ class ViewBuilder:
     def topic(self, camera: str, name: str) -> str:
         return f"{self.options.prefix}/{camera}/{name}"
 
+    def view_types(self, camera: str) -> dict[str, type]:
+        """Every view topic ``build`` can produce for ``camera`` under these options, with its
+        message type, so a live server can create the channels before any client connects."""
+        o = self.options
+        names: list[tuple[str, type]] = [("calibration", CameraCalibration)]
+        if o.image:
+            names.append(("image", CompressedImage))
+        if o.annotations:
+            names += [("detections", ImageAnnotations), ("tracks", ImageAnnotations)]
+        if o.scene:
+            names.append(("objects", SceneUpdate))
+        if o.depth:
+            names.append(("depth", RawImage))
+        names.append(("depth/calibration", CameraCalibration))
+        if o.point_cloud_max_points > 0:
+            names.append(("points", PointCloud))
+        types = {self.topic(camera, name): cls for name, cls in names}
+        types[f"{o.prefix}/tf"] = FrameTransform
+        return types
+
     def build(self, msg: Message) -> list[ViewMessage]:
         """The view messages derived from ``msg`` (none for types without a view)."""
         if isinstance(msg, CameraFrame):

@@ -84,13 +84,28 @@ def message_class(schema_name: str, schema_b64: str):  # type: ignore[no-untyped
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(schema_name))
 
 
-async def collect(address: str, want: set[str], timeout: float) -> dict[str, object]:
+async def collect(
+    address: str, want: set[str], timeout: float
+) -> tuple[dict[str, object], set[str]]:
+    """Subscribe to every advertised channel until one message of each topic in ``want`` is
+    decoded. Returns the decoded messages and the topics whose subscription the server refused
+    ("Unknown channel ID", the SDK's race for channels created while a client is connected);
+    a refused subscription is sent again, as a patient client would."""
     decoded: dict[str, object] = {}
+    refused: set[str] = set()
     async with websockets.connect(
         address, subprotocols=["foxglove.sdk.v1", "foxglove.websocket.v1"], max_size=None
     ) as ws:
         channels: dict[int, dict] = {}
         subs: dict[int, int] = {}
+
+        async def subscribe(channel_ids: list[int]) -> None:
+            new = []
+            for channel_id in channel_ids:
+                subs[len(subs) + 1] = channel_id
+                new.append({"id": len(subs), "channelId": channel_id})
+            await ws.send(json.dumps({"op": "subscribe", "subscriptions": new}))
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not want <= set(decoded):
             try:
@@ -100,14 +115,15 @@ async def collect(address: str, want: set[str], timeout: float) -> dict[str, obj
             if isinstance(raw, str):
                 msg = json.loads(raw)
                 if msg["op"] == "advertise":
-                    new = []
-                    for ch in msg["channels"]:
-                        if ch["id"] not in channels:
-                            channels[ch["id"]] = ch
-                            subs[len(subs) + 1] = ch["id"]
-                            new.append({"id": len(subs), "channelId": ch["id"]})
-                    if new:
-                        await ws.send(json.dumps({"op": "subscribe", "subscriptions": new}))
+                    new_ids = [ch["id"] for ch in msg["channels"] if ch["id"] not in channels]
+                    channels.update({ch["id"]: ch for ch in msg["channels"]})
+                    if new_ids:
+                        await subscribe(new_ids)
+                elif msg["op"] == "status":
+                    unknown = re.fullmatch(r"Unknown channel ID: (\d+)", msg["message"])
+                    if unknown and int(unknown.group(1)) in channels:
+                        refused.add(channels[int(unknown.group(1))]["topic"])
+                        await subscribe([int(unknown.group(1))])
                 continue
             if raw[0] != 1:  # messageData
                 continue
@@ -117,31 +133,34 @@ async def collect(address: str, want: set[str], timeout: float) -> dict[str, obj
                 continue
             cls = message_class(ch["schemaName"], ch["schema"])
             decoded[ch["topic"]] = cls.FromString(bytes(raw[13:]))
-    return decoded
+    return decoded, refused
 
 
 def test_live_view_serves_every_channel(bus: BusConfig, start_node) -> None:
-    camera = CameraModel.load(REPO / "calibration" / "synthetic_front.yaml")
-    pubs = {t: Publisher(t, bus) for t in stack_messages(camera, 0)}
-    node = start_node("foxglove_bridge", {"port": 0}, bus)
+    """Camera "front" is configured, so its channels exist before the client connects and no
+    subscription may be refused; camera "rear" is not, and its channels appear with its first
+    message, while the client is connected. Rear frames come on their own bus instance."""
+    front = CameraModel.load(REPO / "calibration" / "synthetic_front.yaml")
+    rear = CameraModel.load(REPO / "calibration" / "synthetic_front.yaml")
+    rear.name, rear.frame_id = "rear", "rear_optical"
+    pubs = {t: Publisher(t, bus) for t in stack_messages(front, 0)}
+    rear_frames = Publisher("camera/frames", bus, instance="rear")  # as in multi-camera launches
+    topics = ["camera/frames", "camera/frames@rear", "camera/info", "perception/detections"]
+    topics += ["perception/depth", "perception/tracks"]
+    node = start_node("foxglove_bridge", {"port": 0, "cameras": ["front"], "topics": topics}, bus)
     match = wait_for(lambda: re.search(r"foxglove: (ws://\S+)", node.output()), 30, "address")
     address = match.group(1)
-    expected = {
-        "/view/front/image",
-        "/view/front/calibration",
-        "/view/tf",
-        "/view/front/detections",
-        "/view/front/tracks",
-        "/view/front/objects",
-        "/view/front/depth",
-        "/view/front/points",
-    }
+    views = ["image", "calibration", "detections", "tracks", "objects", "depth", "points"]
+    expected = {"/view/tf"} | {f"/view/{cam}/{view}" for cam in ("front", "rear") for view in views}
 
-    async def main() -> dict[str, object]:
+    async def main() -> tuple[dict[str, object], set[str]]:
         async def feed() -> None:
             for i in range(600):
-                for topic, msg in stack_messages(camera, 1_000_000_000 + i * 100_000_000).items():
-                    pubs[topic].publish(msg)  # type: ignore[arg-type]
+                for camera in (front, rear):
+                    stamp_ns = 1_000_000_000 + i * 100_000_000
+                    for topic, msg in stack_messages(camera, stamp_ns).items():
+                        pub = rear_frames if (camera, topic) == (rear, "camera/frames") else None
+                        (pub or pubs[topic]).publish(msg)  # type: ignore[arg-type]
                 await asyncio.sleep(0.1)
 
         task = asyncio.create_task(feed())
@@ -150,8 +169,11 @@ def test_live_view_serves_every_channel(bus: BusConfig, start_node) -> None:
         finally:
             task.cancel()
 
-    decoded = asyncio.run(main())
-    assert expected <= set(decoded), (sorted(decoded), node.output())
+    decoded, refused = asyncio.run(main())
+    assert expected <= set(decoded), (
+        f"missing {sorted(expected - set(decoded))}; bridge log:\n{node.output()}"
+    )
+    assert not {t for t in refused if not t.startswith("/view/rear/")}, (refused, node.output())
     image = decoded["/view/front/image"]
     assert image.format == "jpeg" and len(image.data) > 100  # type: ignore[attr-defined]
     boxes = decoded["/view/front/detections"]

@@ -187,6 +187,25 @@ def test_float_depth_option_and_bounded_point_count(tmp_path: Path) -> None:
     assert 0 < len(cloud.data) // 12 <= 100
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        ViewOptions(),
+        ViewOptions(image=False, annotations=False, point_cloud_max_points=0),
+        ViewOptions(scene=False, depth=False, prefix="/live"),
+    ],
+)
+def test_view_types_announce_exactly_the_views_built(options: ViewOptions) -> None:
+    """A live server creates its channels from view_types before clients connect, so the
+    announced topics and types must be exactly what build() produces for the camera."""
+    builder = ViewBuilder(options)
+    built: dict[str, type] = {}
+    for _, msg in drive_messages(3, camera="rear"):
+        for view in builder.build(msg):
+            assert built.setdefault(view.topic, type(view.message)) is type(view.message)
+    assert built == builder.view_types("rear")
+
+
 def test_quaternion_from_matrix_matches_scipy() -> None:
     for rot in Rotation.random(200, random_state=3):
         q = quaternion_from_matrix(rot.as_matrix())

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from perception.bus import Subscriber
 from perception.bus.topics import QueuePolicy
 from perception.camera import CameraModel
 from perception.msgs import CameraInfo, DepthMap, Detections, TrackedObjects
@@ -67,16 +68,18 @@ class TrackerState:
         self.waiting: OrderedDict[tuple[str, int], tuple[Detections, float]] = OrderedDict()
         self.depths: OrderedDict[tuple[str, int], DepthMap] = OrderedDict()
 
-    def receive(self) -> None:
-        for info in self.infos.receive():
+    def receive(self, ready: list[Subscriber]) -> None:
+        """Take what the inputs in ``ready`` hold (asking an empty input costs ~0.1 ms when the
+        process has been idle, on the reference VM)."""
+        for info in self.infos.receive() if self.infos in ready else []:
             assert isinstance(info, CameraInfo)
             self.cameras[info.camera] = CameraModel.from_msg(info)
-        for d in self.depth.receive():
+        for d in self.depth.receive() if self.depth in ready else []:
             assert isinstance(d, DepthMap)
             self.depths[(d.frame_id, d.stamp_ns)] = d
             while len(self.depths) > MAX_BUFFERED:
                 self.depths.popitem(last=False)
-        for det in self.detections.receive():
+        for det in self.detections.receive() if self.detections in ready else []:
             assert isinstance(det, Detections)
             self.waiting[(det.frame_id, det.stamp_ns)] = (det, time.monotonic())
 
@@ -162,8 +165,7 @@ def run(config: TrackerNodeConfig) -> int:
     with Node("tracker", config.node) as node:
         state = TrackerState(node, config)
         while node.running:
-            node.wait(0.02)
-            state.receive()
+            state.receive(node.wait(0.02))
             state.step()
     return 0
 

@@ -333,3 +333,22 @@ def test_all_finite_on_large_arrays(dtype) -> None:
         arr[200, 300] = 1
     arr[0, 0] = np.finfo(dtype).max  # large but finite
     assert codec.all_finite(arr)
+    arr[1, 1] = -np.finfo(dtype).max  # negative values take the second pass
+    assert codec.all_finite(arr)
+    for bad in (np.nan, -np.nan, np.inf, -np.inf):
+        arr[300, 100] = bad
+        assert not codec.all_finite(arr)
+        arr[300, 100] = -1
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_all_finite_agrees_with_numpy_on_random_bit_patterns(dtype) -> None:
+    rng = np.random.default_rng(5)
+    uint = np.dtype(dtype).str.replace("f", "u")
+    for _ in range(300):
+        arr = rng.normal(0, 100, 5000).astype(dtype)
+        if rng.random() < 0.5:
+            arr = np.abs(arr)
+        for _ in range(int(rng.integers(0, 3))):  # a few arbitrary bit patterns
+            arr.view(uint)[rng.integers(0, arr.size)] = rng.integers(0, np.iinfo(uint).max)
+        assert codec.all_finite(arr) == bool(np.isfinite(arr).all())

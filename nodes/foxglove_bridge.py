@@ -81,20 +81,29 @@ class LiveChannels:
         self._channels: dict[str, Any] = {}
 
     def add_camera(self, camera: str) -> None:
-        from foxglove import channels
-
         if camera in self._cameras:
             return
         for topic, message_type in self._views.view_types(camera).items():
             if topic not in self._channels:
-                channel_type = getattr(channels, f"{message_type.__name__}Channel")
-                self._channels[topic] = channel_type(topic)
+                self._add_channel(topic, message_type)
         self._cameras.add(camera)
 
     def log(self, camera: str, view: ViewMessage) -> None:
-        if view.topic not in self._channels:
+        channel = self._channels.get(view.topic)
+        if channel is None:
             self.add_camera(camera)
-        self._channels[view.topic].log(view.message, log_time=view.stamp_ns)
+            channel = self._channels.get(view.topic)
+        if channel is None:  # a view that view_types does not list (a test holds them equal)
+            channel = self._add_channel(view.topic, type(view.message))
+        channel.log(view.message, log_time=view.stamp_ns)
+
+    def _add_channel(self, topic: str, message_type: type) -> Any:
+        from foxglove import channels
+
+        # The SDK's typed channel for a message type is named after it: SceneUpdateChannel.
+        channel = getattr(channels, f"{message_type.__name__}Channel")(topic)
+        self._channels[topic] = channel
+        return channel
 
 
 def run(config: BridgeConfig) -> int:

@@ -20,6 +20,26 @@ from perception.bus import BusConfig
 
 REPO = Path(__file__).resolve().parents[1]
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+
+
+def run_perception(
+    *args: str, namespace: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``perception ARGS...`` as a user runs it (a child process from the repository root),
+    in its own bus namespace when given; output captured as text."""
+    env = dict(os.environ)
+    if namespace is not None:
+        env["PERCEPTION_NAMESPACE"] = namespace
+    return subprocess.run(
+        [sys.executable, "-m", "perception.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 _counter = itertools.count()
 
 

@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from perception.bus import BusConfig
 from perception.cli import build_parser
 from perception.commands.run import NODES
-from tests.conftest import OPENCV_DATA, REPO
+from tests.conftest import OPENCV_DATA, run_perception
 
 TOPIC_COMMANDS = ["list", "echo", "hz", "info"]
 
 
 def perception(*args: str, bus: BusConfig | None = None, timeout: float = 60):
-    env = dict(os.environ)
-    if bus is not None:
-        env["PERCEPTION_NAMESPACE"] = bus.namespace
-    return subprocess.run(
-        [sys.executable, "-m", "perception.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_perception(*args, namespace=bus.namespace if bus else None, timeout=timeout)
 
 
 def test_every_subcommand_has_help() -> None:

@@ -4,37 +4,26 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from perception.recording.mcap_io import RecordingReader
-from tests.conftest import REPO
+from tests.conftest import run_perception
 
 
 @pytest.mark.slow
 def test_demo_runs_headless_and_leaves_its_outputs(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    env = {**os.environ, "PERCEPTION_NAMESPACE": f"demo{os.getpid()}"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "perception.cli",
-            "demo",
-            "--duration",
-            "35",
-            "--out",
-            str(out),
-            "--set",
-            "foxglove_bridge.port=0",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+    result = run_perception(
+        "demo",
+        "--duration",
+        "35",
+        "--out",
+        str(out),
+        "--set",
+        "foxglove_bridge.port=0",
+        namespace=f"demo{os.getpid()}",
         timeout=240,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

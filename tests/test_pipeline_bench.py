@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import run_perception
 
 
 @pytest.mark.slow
 def test_pipeline_bench_reports_latency_split_as_json() -> None:
-    env = {**os.environ, "PERCEPTION_NAMESPACE": f"pipebench{os.getpid()}"}
-    result = subprocess.run(
-        [sys.executable, "-m", "perception.cli", "bench", "pipeline", "--frames", "15"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_perception(
+        "bench", "pipeline", "--frames", "15", namespace=f"pipebench{os.getpid()}", timeout=300
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     lines = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]

@@ -4,7 +4,6 @@ references in the repo, and a reference off by more than a tolerance fails with 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,28 +13,20 @@ from perception.bus.codec import encode
 from perception.msgs import Detections
 from perception.recording.golden import Tolerances, compare, compare_message, load_outputs
 from perception.recording.mcap_io import RecordingReader, RecordingWriter, WriterOptions
-from tests.conftest import REPO
+from tests.conftest import REPO, run_perception
 
 GOLDEN = REPO / "tests" / "golden"
 DRIVE, REFS = GOLDEN / "drive.mcap", GOLDEN / "refs.mcap"
 
 
 def replay_test(refs: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "perception.cli",
-            "replay-test",
-            str(DRIVE),
-            "--refs",
-            str(refs),
-            "--log",
-            str(tmp_path / "stack.log"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    return run_perception(
+        "replay-test",
+        str(DRIVE),
+        "--refs",
+        str(refs),
+        "--log",
+        str(tmp_path / "stack.log"),
         timeout=600,
     )
 

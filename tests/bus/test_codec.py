@@ -246,17 +246,28 @@ def test_field_types_and_cross_field_rules() -> None:
         encode("t", frame)
 
 
+def _mutated(
+    base: list[bytes], fuzz: np.random.Generator, max_flips: int, truncate_p: float = 1.0
+) -> list[bytes]:
+    """``base`` with one frame after the topic damaged: 1..``max_flips`` random bytes
+    overwritten, then cut short with probability ``truncate_p`` (1: always, drawing no coin)."""
+    frames = list(base)
+    i = int(fuzz.integers(1, len(frames)))
+    data = bytearray(frames[i])
+    if data:
+        for _ in range(int(fuzz.integers(1, max_flips + 1))):
+            data[int(fuzz.integers(0, len(data)))] = int(fuzz.integers(0, 256))
+    if truncate_p >= 1.0 or fuzz.random() < truncate_p:
+        data = data[: int(fuzz.integers(0, len(data) + 1))]
+    frames[i] = bytes(data)
+    return frames
+
+
 def test_fuzzed_frames_never_raise_anything_but_codec_errors() -> None:
     base = _frames()
     fuzz = np.random.default_rng(1)
     for _ in range(2000):
-        frames = list(base)
-        i = int(fuzz.integers(1, len(frames)))
-        data = bytearray(frames[i])
-        if data:
-            for _ in range(int(fuzz.integers(1, 4))):
-                data[int(fuzz.integers(0, len(data)))] = int(fuzz.integers(0, 256))
-        frames[i] = bytes(data[: int(fuzz.integers(0, len(data) + 1))])
+        frames = _mutated(base, fuzz, max_flips=3)
         with contextlib.suppress(codec.CodecError):
             decode(frames)
 
@@ -283,15 +294,7 @@ def test_fast_path_agrees_with_the_reference_on_fuzzed_frames(msg: Message) -> N
     fuzz = np.random.default_rng(7)
     accepted = 0
     for _ in range(600):
-        frames = list(base)
-        i = int(fuzz.integers(1, len(frames)))
-        data = bytearray(frames[i])
-        if data:
-            for _ in range(int(fuzz.integers(1, 3))):
-                data[int(fuzz.integers(0, len(data)))] = int(fuzz.integers(0, 256))
-        if fuzz.random() < 0.3:
-            data = data[: int(fuzz.integers(0, len(data) + 1))]
-        frames[i] = bytes(data)
+        frames = _mutated(base, fuzz, max_flips=2, truncate_p=0.3)
         if len(frames[1]) == 0:
             continue
         fast = _outcome(decode, frames)

@@ -393,15 +393,7 @@ def decode(
         _buffer_array(cls, a, entry, data, limits)
         for a, entry, data in zip(plan.arrays, specs, buffers, strict=True)
     ]
-    _check_arrays(plan, arrays)
-    for a, arr in zip(plan.arrays, arrays, strict=True):
-        values[a.name] = arr
-    try:
-        msg = cls(**values)
-        msg.check()
-    except InvalidMessage as exc:
-        raise InvalidField(str(exc)) from None
-    return topic, msg
+    return topic, _assemble(plan, values, arrays)
 
 
 def _decode_fast(frames: Sequence[Any], limits: Limits) -> Message | None:
@@ -429,18 +421,24 @@ def _decode_fast(frames: Sequence[Any], limits: Limits) -> Message | None:
         if buf.nbytes != expected or expected > limits.max_buffer_bytes:
             return None
         arrays.append(np.ndarray(shape, a.dtype, buf))  # one call: a read-only view
+    values.update(
+        seq=header.seq,
+        stamp_ns=header.stamp_ns,
+        mono_ns=header.mono_ns,
+        frame_id=header.frame_id,
+        valid=header.valid,
+    )
+    return _assemble(plan, values, arrays)
+
+
+def _assemble(plan: _Plan, values: dict[str, Any], arrays: list[np.ndarray]) -> Message:
+    """Both decode paths end here: check the arrays, then build the message from its checked
+    small fields (``values``, envelope included) and arrays, and apply its own rules."""
     _check_arrays(plan, arrays)
     for a, arr in zip(plan.arrays, arrays, strict=True):
         values[a.name] = arr
     try:
-        msg = plan.cls(
-            seq=header.seq,
-            stamp_ns=header.stamp_ns,
-            mono_ns=header.mono_ns,
-            frame_id=header.frame_id,
-            valid=header.valid,
-            **values,
-        )
+        msg = plan.cls(**values)
         msg.check()
     except InvalidMessage as exc:
         raise InvalidField(str(exc)) from None

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from perception.bus.endpoints import instances_by_topic
 from perception.errors import UserError
 from perception.node import Node, NodeConfig, node_main
 
@@ -50,19 +51,6 @@ class BridgeConfig:
     point_cloud_max_points: int = field(
         default=5000, metadata={"help": "depth as a point cloud, subsampled; 0: none"}
     )
-
-
-def bus_inputs(channels: Sequence[str]) -> dict[str, list[str | None]]:
-    """TOPIC or TOPIC@INSTANCE entries grouped by topic (one subscriber per topic)."""
-    inputs: dict[str, list[str | None]] = {}
-    for channel in channels:
-        topic, _, instance = channel.partition("@")
-        if instance and not topic:
-            raise UserError(f"bridge topic {channel!r}: no topic before '@'")
-        wanted = inputs.setdefault(topic, [])
-        if (instance or None) not in wanted:
-            wanted.append(instance or None)
-    return inputs
 
 
 class LiveChannels:
@@ -122,7 +110,7 @@ def run(config: BridgeConfig) -> int:
     with Node("foxglove_bridge", config.node) as node:
         for camera in config.cameras:
             channels.add_camera(camera)
-        for topic, instances in bus_inputs(config.topics).items():
+        for topic, instances in instances_by_topic(config.topics).items():
             node.subscribe(topic, instances)
         try:
             server = foxglove.start_server(name="perception", host=config.host, port=config.port)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from perception.bus.endpoints import instances_by_topic
 from perception.node import Node, NodeConfig, node_main
 
 
@@ -28,9 +29,8 @@ class MonitorConfig:
 
 def run(config: MonitorConfig) -> int:
     with Node("monitor", config.node) as node:
-        for channel in config.topics:
-            topic, _, instance = channel.partition("@")
-            node.subscribe(topic, [instance or None])
+        for topic, instances in instances_by_topic(config.topics).items():
+            node.subscribe(topic, instances)
         latencies: dict[str, list[float]] = {t: [] for t in node.inputs}
         next_log = time.monotonic() + config.period_s
         while node.running:

@@ -97,7 +97,14 @@ class Node:
         instances: Iterable[str | None] = (None,),
         policy: QueuePolicy | None = None,
     ) -> Subscriber:
-        """Subscribe to ``topic``; ``policy`` overrides the topics table's queue policy."""
+        """Subscribe to ``topic``; ``policy`` overrides the topics table's queue policy.
+
+        One input per topic: all its instances go in one call (a second call would leave the
+        first subscriber polled but never read)."""
+        if topic in self.inputs:
+            raise UserError(
+                f"{self.name} already subscribes to {topic}: list all its instances once"
+            )
         sub = Subscriber(
             topic,
             self.config.bus,

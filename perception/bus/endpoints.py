@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,24 @@ class BusConfig:
 
 def channel_key(topic: str, instance: str | None) -> str:
     return f"{topic}@{instance}" if instance else topic
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """``"status@camera"`` -> ``("status", "camera")``; ``"camera/frames"`` -> (.., None)."""
+    topic, _, instance = key.partition("@")
+    return topic, instance or None
+
+
+def instances_by_topic(keys: Iterable[str]) -> dict[str, list[str | None]]:
+    """Channel keys grouped by topic, each topic's instances once, in order: one subscriber per
+    topic takes all its instances (a node has one input per topic)."""
+    grouped: dict[str, list[str | None]] = {}
+    for key in keys:
+        topic, instance = split_key(key)
+        instances = grouped.setdefault(topic, [])
+        if instance not in instances:
+            instances.append(instance)
+    return grouped
 
 
 def endpoint(bus: BusConfig, topic: str, instance: str | None = None) -> str:

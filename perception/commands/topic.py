@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from perception.bus import TOPICS, BusConfig, Subscriber, endpoint, get_topic
-from perception.bus.endpoints import list_ipc_channels
+from perception.bus.endpoints import list_ipc_channels, split_key
 from perception.bus.topics import QueuePolicy
 from perception.msgs import Message, array_fields, value_fields
 from perception.stats import median_p99
@@ -30,9 +30,9 @@ def _bus(args: argparse.Namespace) -> BusConfig:
 
 
 def _split(channel: str) -> tuple[str, str | None]:
-    topic, _, instance = channel.partition("@")
+    topic, instance = split_key(channel)
     get_topic(topic)
-    return topic, instance or None
+    return topic, instance
 
 
 def summarize(msg: Message, full_arrays: bool = False) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from mcap.stream_reader import StreamReader, breakup_chunk
 from mcap.writer import CompressionType, Writer
 
 from perception.bus.codec import Limits, decode
+from perception.bus.endpoints import split_key
 from perception.bus.topics import get_topic
 from perception.errors import UserError
 from perception.msgs import Message as BusMessage
@@ -67,12 +68,6 @@ class ChannelSpec:
     schema_encoding: str
     schema_data: bytes
     metadata: tuple[tuple[str, str], ...] = ()
-
-
-def split_key(key: str) -> tuple[str, str | None]:
-    """``"status@camera"`` -> ``("status", "camera")``; ``"camera/frames"`` -> (.., None)."""
-    topic, _, instance = key.partition("@")
-    return topic, instance or None
 
 
 _LOSSLESS_SPECS: dict[str, ChannelSpec] = {}

@@ -14,8 +14,11 @@ import pytest
 import zmq
 
 from perception.bus import BusConfig, Publisher, Subscriber, endpoint
+from perception.bus.endpoints import instances_by_topic
 from perception.bus.health import InputStats
+from perception.errors import UserError
 from perception.msgs import CameraFrame, Detections
+from perception.node import Node, NodeConfig
 
 PUBLISHER = textwrap.dedent(
     """
@@ -177,3 +180,19 @@ def test_transit_is_kept_only_when_the_clock_is_shared() -> None:
     assert not remote._same_host and local._same_host
     remote.close()
     local.close()
+
+
+def test_channel_keys_group_by_topic_and_a_node_has_one_input_per_topic(bus: BusConfig) -> None:
+    keys = ["camera/frames@front", "camera/info", "camera/frames@rear", "camera/frames@front"]
+    assert instances_by_topic(keys) == {
+        "camera/frames": ["front", "rear"],
+        "camera/info": [None],
+    }
+    with Node("grouping", NodeConfig(bus=bus)) as node:
+        frames = node.subscribe("camera/frames", ["front", "rear"])
+        assert len(frames.addresses) == 2
+        # a second subscriber would replace the first as the node's input, which would then be
+        # polled but never read
+        with pytest.raises(UserError, match="already subscribes to camera/frames"):
+            node.subscribe("camera/frames", ["side"])
+        assert node.inputs["camera/frames"] is frames

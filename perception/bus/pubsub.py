@@ -37,6 +37,25 @@ MAX_BATCH = (
 )
 
 
+def drain(sock: zmq.Socket[Any], limit: int) -> list[list[zmq.Frame]]:
+    """The messages waiting on ``sock`` (up to ``limit``), taken without blocking.
+
+    After each message it asks ZMQ_EVENTS whether another waits: cheaper than a receive that
+    raises zmq.Again (~95 against ~150 us when the process has been idle, on the reference VM),
+    and every delivery pays this question once.
+    """
+    try:
+        taken = [sock.recv_multipart(zmq.NOBLOCK, copy=False)]
+    except zmq.Again:
+        return []
+    while len(taken) < limit and cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        try:
+            taken.append(sock.recv_multipart(zmq.NOBLOCK, copy=False))
+        except zmq.Again:
+            break
+    return taken
+
+
 def _socket_options(sock: zmq.Socket[Any], topic: Topic) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, topic.hwm)
@@ -132,27 +151,10 @@ class Subscriber:
         if timeout_ms and not self.socket.poll(timeout_ms, zmq.POLLIN):
             return []
         out: list[Message] = []
-        sock = self.socket
-        try:
-            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            return out
-        taken = 0
-        while True:
+        for frames in drain(self.socket, MAX_BATCH):
             msg = self._decode(frames)
             if msg is not None:
                 out.append(msg)
-            taken += 1
-            # Whether another message waits: asking ZMQ_EVENTS is cheaper than a receive that
-            # raises zmq.Again (~95 against ~150 us when the process has been idle, on the
-            # reference VM), and every delivery pays this question once.
-            events = cast(int, sock.getsockopt(zmq.EVENTS))
-            if taken >= MAX_BATCH or not events & zmq.POLLIN:
-                break
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
         if self.policy is QueuePolicy.KEEP_LATEST and len(out) > 1:
             newest: dict[str, Message] = {}
             for msg in out:

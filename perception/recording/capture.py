@@ -19,6 +19,7 @@ import zmq
 from perception.bus import TOPICS, BusConfig, endpoint, get_topic
 from perception.bus.codec import Limits, MalformedMessage, decode
 from perception.bus.health import InputStats
+from perception.bus.pubsub import drain
 from perception.bus.topics import Topic
 from perception.errors import UserError
 from perception.msgs import Message
@@ -85,14 +86,7 @@ class RawChannel:
 
     def receive(self, max_messages: int) -> list[tuple[list[zmq.Frame], int]]:
         """Waiting messages (up to ``max_messages``) with their wall-clock receive time, ns."""
-        out: list[tuple[list[zmq.Frame], int]] = []
-        while len(out) < max_messages:
-            try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
-            out.append((frames, time.time_ns()))
-        return out
+        return [(frames, time.time_ns()) for frames in drain(self.socket, max_messages)]
 
     def validate(self, frames: list[zmq.Frame]) -> Message:
         """The decoded message (checked as a subscriber checks it); raises CodecError."""

@@ -167,13 +167,15 @@ class Detector:
 
 
 def run(config: DetectorConfig) -> int:
-    with Node("detector", config.node) as node:
+    with Node("detector", config.node, drain_on_stop=True) as node:
         detector = Detector(node, config)
         while node.running:
             node.wait(0.05)
             detector.take_frames()
             if detector.ready():
                 detector.process()
+        if detector.pending:  # stopping: frames still waiting for a batch partner go anyway
+            detector.process()
     return 0
 
 

@@ -128,15 +128,19 @@ class Recorder:
                 self._add(key)
                 self.node.log.info("found %s, recording it", key)
 
-    def step(self, timeout_ms: int) -> None:
-        """Record what arrives within ``timeout_ms``; raises RecordingWriteError."""
+    def step(self, timeout_ms: int) -> int:
+        """Record what arrives within ``timeout_ms``; how many messages came. Raises
+        RecordingWriteError."""
         ready = dict(self.poller.poll(timeout_ms))
+        arrived = 0
         for channel in self.channels.values():
             if channel.socket in ready:
                 for frames, log_time_ns in channel.receive(MAX_BATCH):
                     self._record(channel, frames, log_time_ns)
+                    arrived += 1
         self.writer.tick()
         self.discover()
+        return arrived
 
     def _record(self, channel: RawChannel, frames: list[zmq.Frame], log_time_ns: int) -> None:
         try:
@@ -174,7 +178,7 @@ class Recorder:
 
 
 def run(config: RecorderConfig) -> int:
-    with Node("recorder", config.node) as node:
+    with Node("recorder", config.node, drain_on_stop=True) as node:
         recorder = Recorder(node, config)
         node.on_close(recorder.close)
         node.log.info(
@@ -185,11 +189,12 @@ def run(config: RecorderConfig) -> int:
         deadline = time.monotonic() + config.duration_s if config.duration_s else None
         while node.running:
             try:
-                recorder.step(timeout_ms=100)
+                arrived = recorder.step(timeout_ms=100)
             except RecordingWriteError as exc:
                 node.set_state("error", str(exc))  # logged, and in the final status
                 return 1
             node.spin_once()
+            node.note_input(arrived > 0)
             if deadline is not None and time.monotonic() >= deadline:
                 node.log.info("recorded for %.1f s, stopping", config.duration_s)
                 break

@@ -83,13 +83,14 @@ class TrackerState:
             assert isinstance(det, Detections)
             self.waiting[(det.frame_id, det.stamp_ns)] = (det, time.monotonic())
 
-    def step(self) -> None:
-        """Track every detection whose depth arrived, or that waited long enough, in order."""
+    def step(self, flush: bool = False) -> None:
+        """Track every detection whose depth arrived, or that waited long enough, in order;
+        ``flush`` (at a stop) tracks all waiting detections, with depth where it came."""
         now = time.monotonic()
         while self.waiting:
             key, (det, since) = next(iter(self.waiting.items()))
             depth = self.depths.pop(key, None)
-            if depth is None and now - since < self.config.pair_timeout_s:
+            if depth is None and not flush and now - since < self.config.pair_timeout_s:
                 break  # the oldest waits; later ones must not overtake it
             del self.waiting[key]
             if depth is None:
@@ -162,11 +163,12 @@ class TrackerState:
 
 
 def run(config: TrackerNodeConfig) -> int:
-    with Node("tracker", config.node) as node:
+    with Node("tracker", config.node, drain_on_stop=True) as node:
         state = TrackerState(node, config)
         while node.running:
             state.receive(node.wait(0.02))
             state.step()
+        state.step(flush=True)
     return 0
 
 

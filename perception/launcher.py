@@ -5,7 +5,8 @@ environment. The launcher restarts a node that crashed (non-zero exit or signal)
 doubles with each consecutive crash, gives up on a node that crash-loops (more than
 ``max_restarts`` restarts inside ``restart_window_s``) and says so, escalates shutdown
 SIGINT -> SIGTERM -> SIGKILL, shows a live status table, and exits non-zero when a required node
-failed. Each node runs as ``python -m nodes.<kind> --params YAML`` in the launch's namespace.
+failed. Nodes stop in launch-file order (list sources first), so none loses what its upstream
+sent last. Each node runs as ``python -m nodes.<kind> --params YAML`` in the launch's namespace.
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ class Launcher:
         self.stopping = False
         self.failed: list[str] = []
         self._status_subs: dict[str, Subscriber] = {}
+        self._signals: list[int] = []  # stop signals received (a second one hurries the stop)
 
     # -- processes --------------------------------------------------------------------------
     def command(self, spec: NodeSpec) -> list[str]:
@@ -160,7 +162,14 @@ class Launcher:
         env = {**os.environ, **proc.spec.env}
         env["PERCEPTION_NAMESPACE"] = self.namespace
         env.setdefault("PYTHONUNBUFFERED", "1")
-        proc.popen = subprocess.Popen(self.command(proc.spec), env=env, preexec_fn=_die_with_parent)
+        # Its own session: a Ctrl-C in the terminal reaches only the launcher, which then
+        # stops the nodes in order (they would otherwise all get it at once).
+        proc.popen = subprocess.Popen(
+            self.command(proc.spec),
+            env=env,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,
+        )
         proc.state = "running"
         proc.started_at = time.monotonic()
         proc.exit_code = None
@@ -222,28 +231,40 @@ class Launcher:
                     proc.status = msg
 
     def stop(self) -> None:
-        """SIGINT, then SIGTERM, then SIGKILL, each after its timeout."""
-        steps = (
-            (signal.SIGINT, self.launch.sigint_timeout_s),
-            (signal.SIGTERM, self.launch.sigterm_timeout_s),
-            (signal.SIGKILL, 5.0),
-        )
-        for sig, timeout in steps:
-            alive = [p for p in self.procs if p.popen is not None and p.popen.poll() is None]
-            if not alive:
+        """Stop every node: SIGINT, then SIGTERM, then SIGKILL, each after its timeout.
+
+        SIGINT goes in launch-file order, each node once the ones listed before it have exited
+        (or had their ``sigint_timeout_s``): sources are listed first, so a node that drains on
+        stop finishes the last messages its upstream sent, and nothing in flight is lost.
+        A second Ctrl-C skips the waiting.
+        """
+        hurried_at = len(self._signals)
+
+        def alive(procs: list[Process]) -> list[Process]:
+            return [p for p in procs if p.popen is not None and p.popen.poll() is None]
+
+        def wait_for(procs: list[Process], timeout_s: float) -> None:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and alive(procs) and len(self._signals) == hurried_at:
+                time.sleep(0.02)
+
+        for proc in alive(self.procs):
+            assert proc.popen is not None
+            proc.popen.send_signal(signal.SIGINT)
+            wait_for([proc], self.launch.sigint_timeout_s)
+        escalation = ((signal.SIGTERM, self.launch.sigterm_timeout_s), (signal.SIGKILL, 5.0))
+        for sig, timeout in escalation:
+            left = alive(self.procs)
+            if not left:
                 break
-            if sig != signal.SIGINT:
-                log.warning(
-                    "%s did not stop: sending %s", ", ".join(p.spec.name for p in alive), sig.name
-                )
-            for p in alive:
+            log.warning(
+                "%s did not stop: sending %s", ", ".join(p.spec.name for p in left), sig.name
+            )
+            for p in left:
                 assert p.popen is not None
                 p.popen.send_signal(sig)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and any(
-                p.popen.poll() is None for p in alive if p.popen
-            ):
-                time.sleep(0.05)
+            hurried_at = len(self._signals)
+            wait_for(left, timeout)
         for p in self.procs:
             if p.state in ("running", "restarting", "starting"):
                 p.state = "stopped"
@@ -268,10 +289,8 @@ class Launcher:
 
     # -- main loop --------------------------------------------------------------------------
     def run(self, duration_s: float = 0.0) -> int:
-        stop_signals: list[int] = []
-
         def on_signal(signum: int, _frame: object) -> None:
-            stop_signals.append(signum)
+            self._signals.append(signum)
             self.stopping = True
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -3,7 +3,8 @@
 A node module defines a config dataclass (with a ``node: NodeConfig`` field) and a ``main()``
 that parses it, opens a :class:`Node`, subscribes and advertises, and loops while
 ``node.running``. The runtime gives it: clean shutdown on SIGINT/SIGTERM (sockets closed,
-``on_close`` callbacks run), a 1 Hz ``NodeStatus`` (input health, output rates, per-stage
+``on_close`` callbacks run; a node made with ``drain_on_stop`` first finishes the input already
+queued for it), a 1 Hz ``NodeStatus`` (input health, output rates, per-stage
 latency, counted rejects), per-stage timing, input-health gating of ``valid``, and one
 rate-limited log line per kind of bad input.
 """
@@ -32,6 +33,8 @@ from perception.msgs import NodeStatus
 from perception.stats import median_p99
 
 C = TypeVar("C")
+
+DRAIN_LIMIT_S = 3.0  # a draining node stops after this long even if its input never goes quiet
 
 
 @dataclass
@@ -67,8 +70,12 @@ class StageTimer:
 class Node:
     """Runtime of one node process. Use as a context manager."""
 
-    def __init__(self, kind: str, config: NodeConfig) -> None:
+    def __init__(self, kind: str, config: NodeConfig, drain_on_stop: bool = False) -> None:
+        """``drain_on_stop``: on SIGINT/SIGTERM keep ``running`` until an input wait finds
+        nothing (what upstream sent before it stopped is processed, not lost); for nodes that
+        transform or record their input. Sources stop at once."""
         self.kind = kind
+        self.drain_on_stop = drain_on_stop
         self.name = config.name or kind
         self.config = config
         self.log = setup_logging(self.name, config.log_level)
@@ -80,6 +87,8 @@ class Node:
         self.state = "ok"
         self.state_message = ""
         self.running = True
+        self.stop_requested = False
+        self._drain_deadline_ns = 0
         self._on_close: list[Callable[[], None]] = []
         self._started_ns = time.monotonic_ns()
         self._last_status_ns = 0
@@ -136,7 +145,19 @@ class Node:
             return []
         ready = dict(self._poller.poll(max(0, int(timeout_s * 1000))))
         self.spin_once()
+        self.note_input(bool(ready))
         return [s for s in self.inputs.values() if s.socket in ready]
+
+    def note_input(self, found: bool) -> None:
+        """Say whether the latest wait for input found any (``wait`` does; a loop that polls
+        its own sockets calls it). While draining after a stop signal, nothing found ends it."""
+        if self.stop_requested and self.running:
+            if not found:
+                self.log.info("queued input finished")
+                self.running = False
+            elif time.monotonic_ns() >= self._drain_deadline_ns:
+                self.log.warning("input still arriving after %.0f s: stopping", DRAIN_LIMIT_S)
+                self.running = False
 
     def sleep_until(self, deadline_ns: int) -> None:
         """Sleep until a monotonic deadline in short steps, staying responsive to signals."""
@@ -216,11 +237,17 @@ class Node:
     # -- lifecycle --------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
-        if not self.running:  # a second signal: stop now, even mid-way through a long step
+        if self.stop_requested:  # a second signal: stop now, even mid-way through a long step
             self.log.info("received %s again, stopping at once", name)
+            self.running = False
             raise KeyboardInterrupt
-        self.log.info("received %s, shutting down", name)
-        self.running = False
+        self.stop_requested = True
+        if self.drain_on_stop:
+            self.log.info("received %s, finishing queued input before stopping", name)
+            self._drain_deadline_ns = time.monotonic_ns() + int(DRAIN_LIMIT_S * 1e9)
+        else:
+            self.log.info("received %s, shutting down", name)
+            self.running = False
 
     def close(self) -> None:
         self.running = False

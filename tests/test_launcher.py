@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from perception.bus import BusConfig, Subscriber
 from perception.errors import UserError
 from perception.launcher import LaunchFile
 from perception.msgs import NodeStatus
+from perception.recording.mcap_io import RecordingReader
 from tests.conftest import OPENCV_DATA, REPO, wait_for
 
 VIDEO = OPENCV_DATA / "vtest.avi"
@@ -103,6 +105,37 @@ def test_shutdown_escalates_to_sigkill(bus: BusConfig, tmp_path: Path) -> None:
     assert "sending SIGTERM" in out and "sending SIGKILL" in out, out
     with pytest.raises(ProcessLookupError):
         os.kill(report.pid, 0)
+
+
+def test_stopping_a_launch_loses_nothing_in_flight(bus: BusConfig, tmp_path: Path) -> None:
+    """Nodes stop in launch order, and the recorder drains before it exits: it holds every
+    frame the camera published, and the camera's own final status (sent as it closed)."""
+    out = tmp_path / "stop.mcap"
+    launch = write_launch(
+        tmp_path,
+        [
+            camera_node("cam", fps=30),
+            {"name": "rec", "node": "recorder", "params": {"output": str(out)}},
+        ],
+    )
+    proc = start_launcher(launch, bus)
+    status = Subscriber("status", bus, instances=["rec"])
+    wait_for(lambda: status_of(status), 30, "recorder status")
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    log, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, log
+    assert log.index("[cam] stopped") < log.index("[rec] received SIGINT"), log
+    frames: list[int] = []
+    published = None
+    for rec in RecordingReader(out).messages(topics={"camera/frames", "status@cam"}):
+        msg = rec.decode()
+        if isinstance(msg, NodeStatus):
+            published = msg.outputs["camera/frames"]["published"]
+        else:
+            frames.append(msg.seq)
+    assert published is not None and published >= 10, log
+    assert frames and frames == list(range(frames[0], published)), (frames[-5:], published)
 
 
 def test_finished_node_can_end_the_launch(bus: BusConfig, tmp_path: Path) -> None:

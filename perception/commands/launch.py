@@ -24,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "launch",
         help="run the nodes of a launch file under supervision",
         description=__doc__ + " Crashed nodes restart with back-off; a crash-looping node is "
-        "given up on; Ctrl-C stops all nodes (SIGINT, then SIGTERM, then SIGKILL). Exits "
-        "non-zero when a required node failed.",
+        "given up on; Ctrl-C stops the nodes in launch-file order, each after the ones before it "
+        "exited, so each finishes what its upstream sent (SIGINT, then SIGTERM, then SIGKILL; a "
+        "second Ctrl-C skips the waiting). Exits non-zero when a required node failed.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("file", help="launch file (YAML), e.g. launch/demo.yaml")

@@ -77,3 +77,58 @@ def test_tracker_node_tracks_a_generated_stream(bus: BusConfig, start_node) -> N
     # ids are stable: most confirmed ids of the last frame were already there 1 s before
     earlier = set(got[-11].ids.tolist())
     assert np.mean([i in earlier for i in last.ids[ok].tolist()]) >= 0.6
+
+
+def test_stopping_the_tracker_finishes_the_queued_detections(bus: BusConfig, start_node) -> None:
+    """SIGINT while a burst is queued: every detection still gets its tracks before exit."""
+    camera = CameraModel.load(REPO / "calibration" / "synthetic_front.yaml")
+    frames = TrackingSimulation(camera, SimConfig(seed=4, duration_s=4.0)).frames()
+    dets_pub = Publisher("perception/detections", bus)
+    depth_pub = Publisher("perception/depth", bus)
+    info_pub = Publisher("camera/info", bus)
+    tracks = Subscriber("perception/tracks", bus)
+    node = start_node("tracker", {}, bus)
+    info = camera.to_msg()
+    warmup = iter(range(1, 10_000))
+
+    def connected() -> bool:
+        info_pub.publish(info)
+        dets_pub.publish(
+            Detections(
+                stamp_ns=next(warmup),
+                class_names=CLASS_NAMES,
+                camera="warmup",
+                image_width=640,
+                image_height=384,
+            )
+        )
+        return bool(tracks.receive(timeout_ms=200))
+
+    wait_for(connected, 60, "tracker node to answer")
+    time.sleep(0.3)
+    tracks.receive()  # warm-up answers
+    sent = []
+    for f in frames:  # a burst, far faster than the node tracks
+        f.depth.stamp_ns, f.depth.frame_id = f.stamp_ns, "front_optical"
+        depth_pub.publish(f.depth)
+        dets_pub.publish(
+            Detections(
+                stamp_ns=f.stamp_ns,
+                frame_id="front_optical",
+                camera=camera.name,
+                image_width=640,
+                image_height=384,
+                class_names=CLASS_NAMES,
+                boxes_xyxy=f.boxes_xyxy.astype(np.float32),
+                scores=f.scores.astype(np.float32),
+                class_ids=f.class_ids.astype(np.int32),
+                depth_m=f.det_depth_m.astype(np.float32),
+            )
+        )
+        sent.append(f.stamp_ns)
+    assert node.stop(timeout=30) == 0, node.output()
+    got: list[int] = []
+    while batch := tracks.receive(timeout_ms=500):
+        got += [m.stamp_ns for m in batch if m.camera == camera.name]
+    assert got == sent, (len(got), len(sent), node.output()[-2000:])
+    assert "finishing queued input" in node.output()

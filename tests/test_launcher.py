@@ -107,6 +107,23 @@ def test_shutdown_escalates_to_sigkill(bus: BusConfig, tmp_path: Path) -> None:
         os.kill(report.pid, 0)
 
 
+def test_more_ctrl_c_skip_the_waiting(bus: BusConfig, tmp_path: Path) -> None:
+    launch = write_launch(
+        tmp_path, [camera_node("stuck")], sigint_timeout_s=60, sigterm_timeout_s=60
+    )
+    proc = start_launcher(launch, bus)
+    status = Subscriber("status", bus, instances=["stuck"])
+    report = wait_for(lambda: status_of(status), 20, "node status")
+    os.kill(report.pid, signal.SIGSTOP)
+    started = time.monotonic()
+    for _ in range(3):  # stop, then skip the SIGINT wait, then the SIGTERM wait
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+    out, _ = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 20, out
+    assert "sending SIGKILL" in out, out
+
+
 def test_stopping_a_launch_loses_nothing_in_flight(bus: BusConfig, tmp_path: Path) -> None:
     """Nodes stop in launch order, and the recorder drains before it exits: it holds every
     frame the camera published, and the camera's own final status (sent as it closed)."""

@@ -360,47 +360,35 @@ class Engine:
         cfg = self.model_config
         log_range = cfg.log_depth_range
         top_k = self.config.top_k or cfg.max_detections
-        dec = decode_detections(
-            outputs, cfg.det_stride, top_k, log_range, class_agnostic=self.config.class_agnostic
+        threshold = self.config.score_threshold
+        decoded = decode_detections(
+            outputs,
+            cfg.det_stride,
+            top_k,
+            log_range,
+            class_agnostic=self.config.class_agnostic,
+            min_score=threshold,
         )
         depth = dense_depth_m(outputs, log_range, self.config.inverse_depth_affine)
 
-        # Boxes back to each source image, all frames at once: x_src = a * x_in + b.
-        affine = torch.tensor(
-            [b.affine_to_source() for b in boxes], dtype=torch.float32, device=self.device
-        )  # (B, 4): scale_x, offset_x, scale_y, offset_y
-        scale = affine[:, [0, 2, 0, 2]].unsqueeze(1)
-        offset = affine[:, [1, 3, 1, 3]].unsqueeze(1)
-        limits = torch.tensor(
-            [[b.src_hw[1] - 0.5, b.src_hw[0] - 0.5] * 2 for b in boxes], device=self.device
-        ).unsqueeze(1)
-        src_boxes = torch.minimum((dec.boxes_xyxy * scale + offset).clamp(min=-0.5), limits)
-        host = (
-            torch.cat(
-                [
-                    src_boxes,
-                    dec.scores[..., None],
-                    dec.class_ids[..., None].float(),
-                    dec.depth_m[..., None],
-                ],
-                dim=-1,
-            )
-            .cpu()
-            .numpy()
-        )  # (B, K, 7), one transfer
-
         results = []
-        for i, (box, camera) in enumerate(zip(boxes, cameras, strict=True)):
-            rows = host[i][host[i][:, 4] >= self.config.score_threshold]
+        for i, (dec, box, camera) in enumerate(zip(decoded, boxes, cameras, strict=True)):
+            keep = dec.scores >= threshold
+            # Boxes back to the source image (x_src = a * x_in + b), clipped to it.
+            sx, ox, sy, oy = box.affine_to_source()
+            scale = np.array([sx, sy, sx, sy], np.float32)
+            offset = np.array([ox, oy, ox, oy], np.float32)
+            limits = np.array([box.src_hw[1], box.src_hw[0]] * 2, np.float32) - 0.5
+            src_boxes = np.minimum(np.maximum(dec.boxes_xyxy[keep] * scale + offset, -0.5), limits)
             detections = Detections(
                 camera=camera,
                 image_width=box.src_hw[1],
                 image_height=box.src_hw[0],
                 class_names=list(cfg.classes),
-                boxes_xyxy=np.ascontiguousarray(rows[:, 0:4], dtype=np.float32),
-                scores=np.ascontiguousarray(rows[:, 4], dtype=np.float32),
-                class_ids=rows[:, 5].astype(np.int32),
-                depth_m=np.ascontiguousarray(rows[:, 6], dtype=np.float32),
+                boxes_xyxy=np.ascontiguousarray(src_boxes, dtype=np.float32),
+                scores=dec.scores[keep],
+                class_ids=dec.class_ids[keep].astype(np.int32),
+                depth_m=dec.depth_m[keep],
             )
             results.append(FrameResult(detections, self._depth_message(depth[i, 0], box, camera)))
         return results

@@ -1,8 +1,14 @@
-"""From raw network outputs to boxes, scores and metres, on the network's device, vectorised.
+"""From raw network outputs to boxes, scores and metres.
 
-CenterNet decoding (Zhou et al., https://arxiv.org/abs/1904.07850): sigmoid heatmap, a 3x3
-max-pool keeps only local peaks (this replaces NMS), top-K over classes and cells together,
-then size, offset and depth are read at the peaks.
+CenterNet decoding (Zhou et al., https://arxiv.org/abs/1904.07850): a 3x3 max filter keeps only
+local peaks of the heatmap (this replaces NMS), the best K over classes and cells together are
+kept, then size, offset and depth are read at the peaks.
+
+Detections are decoded on the host with NumPy and OpenCV from the small detection maps (a few
+hundred kB, one copy from a GPU). Peaks are found on the logits (the sigmoid is monotonic) and
+only cells above ``min_score`` are looked at, so the work after the peak filter is on tens of
+cells, not the whole map. Torch spent ~50 operator calls here: 0.6 ms back to back but 2-11 ms
+on the 2-core reference VM when they ran cold after the forward; this takes ~0.2 ms warm.
 
 Coordinates: continuous pixel coordinates of the network input with pixel centres at integers
 (as :class:`perception.msgs.DepthMap`). Cell ``(i, j)`` at stride ``s`` covers input pixels
@@ -13,77 +19,108 @@ Coordinates: continuous pixel coordinates of the network input with pixel centre
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import cv2
+import numpy as np
 import torch
-import torch.nn.functional as F
+
+_WINDOW_3X3 = np.ones((3, 3), np.uint8)
 
 
 @dataclass
-class DecodedBatch:
-    """Top-K candidates per image (sorted by score), in network-input pixels; tensors on the
-    network's device. Rows below any score threshold are still here: filter on ``scores``."""
+class Decoded:
+    """One image's detections, best score first, in network-input pixels (NumPy, host)."""
 
-    boxes_xyxy: torch.Tensor  # (B, K, 4) float32
-    scores: torch.Tensor  # (B, K) float32
-    class_ids: torch.Tensor  # (B, K) int64
-    depth_m: torch.Tensor  # (B, K) float32
+    boxes_xyxy: np.ndarray  # (K, 4) float32
+    scores: np.ndarray  # (K,) float32
+    class_ids: np.ndarray  # (K,) int64
+    depth_m: np.ndarray  # (K,) float32
 
 
-def max_pool3x3(x: torch.Tensor) -> torch.Tensor:
-    """3x3 max filter, stride 1, -inf padding: ``F.max_pool2d(x, 3, 1, 1)`` exactly.
+def _host(t: Any) -> np.ndarray:
+    """A float32 NumPy view (CPU tensor) or copy (GPU tensor) of a network output."""
+    if isinstance(t, torch.Tensor):
+        return t.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(t, np.float32)
 
-    Written as two separable passes of elementwise maxima because PyTorch's CPU max-pool
-    kernel (it computes indices internally) took ~2 ms on a 4x96x160 heatmap, this ~0.1 ms.
-    """
-    p = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
-    rows = torch.maximum(torch.maximum(p[..., :-2], p[..., 1:-1]), p[..., 2:])
-    return torch.maximum(torch.maximum(rows[..., :-2, :], rows[..., 1:-1, :]), rows[..., 2:, :])
+
+def local_peaks(heat: np.ndarray) -> np.ndarray:
+    """Where ``heat`` (h x w) equals its 3x3 maximum (outside the map counts as -inf)."""
+    return heat == cv2.dilate(
+        heat, _WINDOW_3X3, borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf
+    )
 
 
 def decode_detections(
-    outputs: dict[str, torch.Tensor],
+    outputs: Mapping[str, Any],
     stride: int,
     top_k: int = 100,
     log_depth_range: tuple[float, float] = (-2.3, 5.7),
     class_agnostic: bool = False,
-) -> DecodedBatch:
-    """Peaks of the heatmap as boxes. ``log_depth_range`` clamps object depth (log metres).
+    min_score: float = 0.0,
+) -> list[Decoded]:
+    """Peaks of the heatmap as boxes, per image. ``log_depth_range`` clamps object depth (log
+    metres); ``min_score`` drops candidates below it before anything else is read.
 
     ``class_agnostic``: one candidate per cell (its best class) instead of one per class and
     cell, so that an object whose heatmap peaks in two classes gives one box, not two
     identical boxes with different labels (what a tracker wants).
     """
-    heat = torch.sigmoid(outputs["heatmap"].float())
-    b, _, h, w = heat.shape
-    best_class = None
-    if class_agnostic:
-        heat, best_class = heat.max(dim=1, keepdim=True)
-    heat = heat * (max_pool3x3(heat) == heat)
-    k = min(top_k, heat.shape[1] * h * w)
-    scores, flat = heat.reshape(b, -1).topk(k, dim=1)
-    if best_class is None:
-        class_ids = torch.div(flat, h * w, rounding_mode="floor")
-        cell = flat - class_ids * (h * w)
-    else:
-        cell = flat
-        class_ids = best_class.reshape(b, -1).gather(1, cell)
-    ys = torch.div(cell, w, rounding_mode="floor")
-    xs = cell - ys * w
-
-    def gather(name: str) -> torch.Tensor:  # (B, ch, h, w) -> (B, K, ch)
-        t = outputs[name].float()
-        idx = cell.unsqueeze(1).expand(-1, t.shape[1], -1)
-        return t.reshape(b, t.shape[1], h * w).gather(2, idx).transpose(1, 2)
-
-    offset = gather("offset")
-    size = torch.exp(gather("log_size").clamp(max=8.0)) * stride
-    cx = (xs.float() + offset[..., 0]) * stride - 0.5
-    cy = (ys.float() + offset[..., 1]) * stride - 0.5
-    half_w, half_h = size[..., 0] / 2, size[..., 1] / 2
-    boxes = torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=-1)
-    depth = torch.exp(gather("obj_log_depth")[..., 0].clamp(*log_depth_range))
-    return DecodedBatch(boxes_xyxy=boxes, scores=scores, class_ids=class_ids, depth_m=depth)
+    heat_b = _host(outputs["heatmap"])  # (B, C, h, w) logits
+    offset_b, log_size_b = _host(outputs["offset"]), _host(outputs["log_size"])
+    obj_depth_b = _host(outputs["obj_log_depth"])
+    b, num_classes, h, w = heat_b.shape
+    cells = h * w
+    if min_score <= 0.0:
+        threshold = -np.inf
+    elif min_score >= 1.0:
+        threshold = np.inf
+    else:  # the logit of min_score, a hair lower so rounding never loses a boundary score
+        threshold = math.log(min_score / (1.0 - min_score)) - 1e-4
+    results = []
+    for i in range(b):
+        heat = heat_b[i].reshape(num_classes, h, w)
+        if class_agnostic:
+            best = heat[0].copy()
+            for c in range(1, num_classes):
+                np.maximum(best, heat[c], out=best)
+            cand = np.flatnonzero(local_peaks(best) & (best >= threshold))
+            logits = best.reshape(-1)[cand]
+            class_ids = heat.reshape(num_classes, cells)[:, cand].argmax(axis=0)
+        else:
+            keep = [
+                np.flatnonzero(local_peaks(heat[c]) & (heat[c] >= threshold))
+                for c in range(num_classes)
+            ]
+            flat = np.concatenate([k + c * cells for c, k in enumerate(keep)])
+            logits = heat.reshape(-1)[flat]
+            class_ids, cand = np.divmod(flat, cells)
+        if len(cand) > top_k:
+            best_k = np.sort(np.argpartition(-logits, top_k - 1)[:top_k])  # ties: cell order
+            cand, logits, class_ids = cand[best_k], logits[best_k], class_ids[best_k]
+        order = np.argsort(-logits, kind="stable")
+        cand, logits, class_ids = cand[order], logits[order], class_ids[order]
+        ys, xs = np.divmod(cand, w)
+        offset = offset_b[i].reshape(2, cells)[:, cand]
+        size = np.exp(np.minimum(log_size_b[i].reshape(2, cells)[:, cand], 8.0)) * stride
+        cx = (xs + offset[0]) * stride - 0.5
+        cy = (ys + offset[1]) * stride - 0.5
+        boxes = np.stack(
+            [cx - size[0] / 2, cy - size[1] / 2, cx + size[0] / 2, cy + size[1] / 2], axis=-1
+        )
+        depth = np.exp(np.clip(obj_depth_b[i].reshape(cells)[cand], *log_depth_range))
+        results.append(
+            Decoded(
+                boxes_xyxy=boxes.astype(np.float32),
+                scores=(1.0 / (1.0 + np.exp(-logits))).astype(np.float32),
+                class_ids=class_ids.astype(np.int64),
+                depth_m=depth.astype(np.float32),
+            )
+        )
+    return results
 
 
 def dense_depth_m(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,13 +50,19 @@ def test_encode_then_decode_recovers_boxes(stride, class_agnostic):
     assert (t["heatmap"] >= 0).all() and (t["heatmap"] <= 1).all()
     assert int((t["heatmap"] == 1).sum()) == 3  # one exact peak per object
     outputs = _perfect_outputs(t, stride)
-    dec = decode_detections(outputs, stride=stride, top_k=10, class_agnostic=class_agnostic)
-    found = dec.scores[0] > 0.5
+    (dec,) = decode_detections(outputs, stride=stride, top_k=10, class_agnostic=class_agnostic)
+    assert len(dec.scores) == 10 and np.all(np.diff(dec.scores) <= 0)  # best first
+    found = dec.scores > 0.5
     assert int(found.sum()) == 3
-    order = torch.argsort(dec.boxes_xyxy[0, found, 0])
-    torch.testing.assert_close(dec.boxes_xyxy[0, found][order], BOXES, atol=1e-3, rtol=0)
-    assert dec.class_ids[0, found][order].tolist() == CLASSES.tolist()
-    torch.testing.assert_close(dec.depth_m[0, found][order], DEPTH, rtol=1e-5, atol=0)
+    order = np.argsort(dec.boxes_xyxy[found, 0])
+    np.testing.assert_allclose(dec.boxes_xyxy[found][order], BOXES.numpy(), atol=1e-3, rtol=0)
+    assert dec.class_ids[found][order].tolist() == CLASSES.tolist()
+    np.testing.assert_allclose(dec.depth_m[found][order], DEPTH.numpy(), rtol=1e-5, atol=0)
+    # min_score drops the rest before reading them; the same three remain
+    (strict,) = decode_detections(
+        outputs, stride=stride, top_k=10, class_agnostic=class_agnostic, min_score=0.5
+    )
+    np.testing.assert_array_equal(strict.boxes_xyxy, dec.boxes_xyxy[:3])
 
 
 def test_encode_handles_empty_clipped_and_unknown_depth():
@@ -123,11 +130,13 @@ def test_dense_depth_conversions():
     torch.testing.assert_close(d, torch.tensor([[[[0.0, 1 / 0.4, 1 / 1.9]]]]))
 
 
-def test_max_pool3x3_equals_torch_max_pool():
-    from perception.models.decode import max_pool3x3
+def test_local_peaks_match_torch_max_pool():
+    from perception.models.decode import local_peaks
 
-    x = torch.randn(2, 3, 17, 23)
-    assert torch.equal(max_pool3x3(x), torch.nn.functional.max_pool2d(x, 3, 1, 1))
+    x = torch.randn(17, 23)
+    x[3, 4] = x[3, 5] = 9.0  # a plateau: both cells are peaks, as with max_pool2d
+    expected = torch.nn.functional.max_pool2d(x[None, None], 3, 1, 1)[0, 0] == x
+    np.testing.assert_array_equal(local_peaks(x.numpy()), expected.numpy())
 
 
 def test_class_agnostic_decoding_keeps_one_label_per_cell():
@@ -140,9 +149,9 @@ def test_class_agnostic_decoding_keeps_one_label_per_cell():
         "offset": torch.zeros(1, 2, 8, 8),
         "obj_log_depth": torch.zeros(1, 1, 8, 8),
     }
-    per_class = decode_detections(outputs, stride=4, top_k=5)
-    assert (per_class.scores[0] > 0.5).sum() == 2
-    agnostic = decode_detections(outputs, stride=4, top_k=5, class_agnostic=True)
-    assert (agnostic.scores[0] > 0.5).sum() == 1
-    assert agnostic.class_ids[0, 0] == 0
-    assert agnostic.scores[0, 0] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())
+    (per_class,) = decode_detections(outputs, stride=4, top_k=5)
+    assert (per_class.scores > 0.5).sum() == 2
+    (agnostic,) = decode_detections(outputs, stride=4, top_k=5, class_agnostic=True)
+    assert (agnostic.scores > 0.5).sum() == 1
+    assert agnostic.class_ids[0] == 0
+    assert agnostic.scores[0] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())

@@ -8,7 +8,6 @@ disconnects is retried with exponential back-off and reported in the status, nev
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import numpy as np
 from perception.camera import CameraModel
 from perception.errors import UserError
 from perception.msgs import CameraFrame
-from perception.node import Node, NodeConfig, node_main
+from perception.node import Node, NodeConfig, exit_process, node_main
 from perception.paths import resolve_data_path
 from perception.sources import FrameSource, SourceError, open_source
 
@@ -203,4 +202,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

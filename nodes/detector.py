@@ -9,7 +9,6 @@ rejected and counted, never fatal.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from perception.errors import UserError
 if TYPE_CHECKING:
     from perception.inference import Engine
 from perception.msgs import CameraFrame
-from perception.node import Node, NodeConfig, node_main
+from perception.node import Node, NodeConfig, exit_process, node_main
 
 
 @dataclass
@@ -184,4 +183,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -9,14 +9,13 @@ Frames and depth are keep-latest: a slow viewer never makes the bridge fall behi
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from perception.bus.endpoints import instances_by_topic
 from perception.errors import UserError
-from perception.node import Node, NodeConfig, node_main
+from perception.node import Node, NodeConfig, exit_process, node_main
 
 if TYPE_CHECKING:
     from perception.recording.views import ViewBuilder, ViewMessage
@@ -142,4 +141,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -6,7 +6,6 @@ carries each input's health (alive, rate, drops, rejects) like every node's.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perception.bus.endpoints import instances_by_topic
-from perception.node import Node, NodeConfig, node_main
+from perception.node import Node, NodeConfig, exit_process, node_main
 
 
 @dataclass
@@ -63,4 +62,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -21,7 +21,6 @@ the machine's speed. The lockstep topic itself is never played.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field
 from perception.bus import BusConfig, Publisher, QueuePolicy, Subscriber
 from perception.bus.topics import TOPICS
 from perception.errors import UserError
-from perception.node import Node, NodeConfig, node_main
+from perception.node import Node, NodeConfig, exit_process, node_main
 from perception.recording.capture import ChannelSelection
 from perception.recording.mcap_io import (
     ChannelInfo,
@@ -297,4 +296,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

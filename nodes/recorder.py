@@ -11,7 +11,6 @@ SIGINT/SIGTERM finish the file with its summary and index. ``split_size_mb`` or
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ import zmq
 from perception.bus.codec import CodecError
 from perception.bus.endpoints import list_ipc_channels
 from perception.errors import UserError
-from perception.node import Node, NodeConfig, node_main
+from perception.node import Node, NodeConfig, exit_process, node_main
 from perception.recording.capture import ChannelSelection, RawChannel
 from perception.recording.mcap_io import RecordingWriteError, RecordingWriter, WriterOptions
 from perception.recording.views import ViewBuilder, ViewOptions, write_view
@@ -206,4 +205,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

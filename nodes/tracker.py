@@ -11,7 +11,6 @@ the source stamps, ``valid=false`` when any input is stale or invalid.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from perception.bus import Subscriber
 from perception.bus.topics import QueuePolicy
 from perception.camera import CameraModel
 from perception.msgs import CameraInfo, DepthMap, Detections, TrackedObjects
-from perception.node import Node, NodeConfig, node_main
+from perception.node import Node, NodeConfig, exit_process, node_main
 from perception.paths import resolve_data_path
 from perception.tracking.byte import Tracker
 from perception.tracking.config import TrackerConfig, load_tracker_config
@@ -177,4 +176,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -31,6 +31,7 @@ from perception.commands.run import NODES
 from perception.config import from_dict
 from perception.errors import UserError
 from perception.msgs import NodeStatus
+from perception.node import REPEAT_SIGNAL_S
 
 log = logging.getLogger("launch")
 
@@ -147,7 +148,7 @@ class Launcher:
         self.stopping = False
         self.failed: list[str] = []
         self._status_subs: dict[str, Subscriber] = {}
-        self._signals: list[int] = []  # stop signals received (a second one hurries the stop)
+        self._signals: list[float] = []  # when stop signals came (a second one hurries the stop)
 
     # -- processes --------------------------------------------------------------------------
     def command(self, spec: NodeSpec) -> list[str]:
@@ -290,7 +291,11 @@ class Launcher:
     # -- main loop --------------------------------------------------------------------------
     def run(self, duration_s: float = 0.0) -> int:
         def on_signal(signum: int, _frame: object) -> None:
-            self._signals.append(signum)
+            now = time.monotonic()
+            # One press can arrive twice (a wrapper such as `timeout` forwarding it, a signal to
+            # the process group): only a signal well after the previous one hurries the stop.
+            if not self._signals or now - self._signals[-1] >= REPEAT_SIGNAL_S:
+                self._signals.append(now)
             self.stopping = True
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}

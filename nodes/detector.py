@@ -166,7 +166,7 @@ class Detector:
 
 
 def run(config: DetectorConfig) -> int:
-    with Node("detector", config.node, drain_on_stop=True) as node:
+    with Node("detector", config.node, can_drain=True) as node:
         detector = Detector(node, config)
         while node.running:
             node.wait(0.05)

@@ -177,7 +177,7 @@ class Recorder:
 
 
 def run(config: RecorderConfig) -> int:
-    with Node("recorder", config.node, drain_on_stop=True) as node:
+    with Node("recorder", config.node, can_drain=True) as node:
         recorder = Recorder(node, config)
         node.on_close(recorder.close)
         node.log.info(

@@ -162,7 +162,7 @@ class TrackerState:
 
 
 def run(config: TrackerNodeConfig) -> int:
-    with Node("tracker", config.node, drain_on_stop=True) as node:
+    with Node("tracker", config.node, can_drain=True) as node:
         state = TrackerState(node, config)
         while node.running:
             state.receive(node.wait(0.02))

@@ -148,13 +148,15 @@ class Launcher:
         self.stopping = False
         self.failed: list[str] = []
         self._status_subs: dict[str, Subscriber] = {}
-        self._signals: list[float] = []  # when stop signals came (a second one hurries the stop)
+        # stop signals received, (signal, when): a second one hurries the stop
+        self._signals: list[tuple[int, float]] = []
 
     # -- processes --------------------------------------------------------------------------
     def command(self, spec: NodeSpec) -> list[str]:
         params = dict(spec.params)
         node_params = dict(params.get("node", {}))
         node_params.setdefault("name", spec.name)
+        node_params.setdefault("drain_on_stop", True)  # stop() signals upstream nodes first
         node_params["bus"] = {**dataclasses.asdict(self.bus), **node_params.get("bus", {})}
         params["node"] = node_params
         return [sys.executable, "-m", NODES[spec.node], "--params", yaml.safe_dump(params)]
@@ -237,7 +239,7 @@ class Launcher:
         SIGINT goes in launch-file order, each node once the ones listed before it have exited
         (or had their ``sigint_timeout_s``): sources are listed first, so a node that drains on
         stop finishes the last messages its upstream sent, and nothing in flight is lost.
-        A second Ctrl-C skips the waiting.
+        Each further Ctrl-C skips the wait in progress.
         """
         hurried_at = len(self._signals)
 
@@ -253,6 +255,7 @@ class Launcher:
             assert proc.popen is not None
             proc.popen.send_signal(signal.SIGINT)
             wait_for([proc], self.launch.sigint_timeout_s)
+            hurried_at = len(self._signals)  # a further Ctrl-C skips only the wait it cut short
         escalation = ((signal.SIGTERM, self.launch.sigterm_timeout_s), (signal.SIGKILL, 5.0))
         for sig, timeout in escalation:
             left = alive(self.procs)
@@ -293,9 +296,11 @@ class Launcher:
         def on_signal(signum: int, _frame: object) -> None:
             now = time.monotonic()
             # One press can arrive twice (a wrapper such as `timeout` forwarding it, a signal to
-            # the process group): only a signal well after the previous one hurries the stop.
-            if not self._signals or now - self._signals[-1] >= REPEAT_SIGNAL_S:
-                self._signals.append(now)
+            # the process group): the same signal again within REPEAT_SIGNAL_S is not a new one.
+            if not self._signals or (
+                signum != self._signals[-1][0] or now - self._signals[-1][1] >= REPEAT_SIGNAL_S
+            ):
+                self._signals.append((signum, now))
             self.stopping = True
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -3,8 +3,8 @@
 A node module defines a config dataclass (with a ``node: NodeConfig`` field) and a ``main()``
 that parses it, opens a :class:`Node`, subscribes and advertises, and loops while
 ``node.running``. The runtime gives it: clean shutdown on SIGINT/SIGTERM (sockets closed,
-``on_close`` callbacks run; a node made with ``drain_on_stop`` first finishes the input already
-queued for it), a 1 Hz ``NodeStatus`` (input health, output rates, per-stage
+``on_close`` callbacks run; under the launcher, a node made with ``can_drain`` first finishes
+the input already queued for it), a 1 Hz ``NodeStatus`` (input health, output rates, per-stage
 latency, counted rejects), per-stage timing, input-health gating of ``valid``, and one
 rate-limited log line per kind of bad input.
 """
@@ -51,6 +51,13 @@ class NodeConfig:
         default_factory=dict,
         metadata={"help": "expected input rate per topic, Hz (default: the topics table)"},
     )
+    drain_on_stop: bool = field(
+        default=False,
+        metadata={
+            "help": "on SIGINT/SIGTERM first finish the input already queued (the launcher "
+            "sets it: it stops upstream nodes first, so the input goes quiet)"
+        },
+    )
 
 
 class StageTimer:
@@ -72,12 +79,13 @@ class StageTimer:
 class Node:
     """Runtime of one node process. Use as a context manager."""
 
-    def __init__(self, kind: str, config: NodeConfig, drain_on_stop: bool = False) -> None:
-        """``drain_on_stop``: on SIGINT/SIGTERM keep ``running`` until an input wait finds
-        nothing (what upstream sent before it stopped is processed, not lost); for nodes that
-        transform or record their input. Sources stop at once."""
+    def __init__(self, kind: str, config: NodeConfig, can_drain: bool = False) -> None:
+        """``can_drain``: the node transforms or records its input, so with
+        ``config.drain_on_stop`` a stop signal keeps ``running`` until an input wait finds
+        nothing (what upstream sent before it stopped is processed, not lost). Sources, and
+        any node run on its own, stop at once."""
         self.kind = kind
-        self.drain_on_stop = drain_on_stop
+        self.drain_on_stop = can_drain and config.drain_on_stop
         self.name = config.name or kind
         self.config = config
         self.log = setup_logging(self.name, config.log_level)
@@ -91,7 +99,8 @@ class Node:
         self.running = True
         self.stop_requested = False
         self._drain_deadline_ns = 0
-        self._stop_signal_ns = 0
+        self._stop_signal: tuple[int, int] = (0, 0)  # (signal, when) of the first stop signal
+        self._closing = False
         self._on_close: list[Callable[[], None]] = []
         self._started_ns = time.monotonic_ns()
         self._last_status_ns = 0
@@ -145,6 +154,7 @@ class Node:
         self.spin_once()
         if not self.inputs:
             time.sleep(max(0.0, timeout_s))
+            self.note_input(False)
             return []
         ready = dict(self._poller.poll(max(0, int(timeout_s * 1000))))
         self.spin_once()
@@ -241,15 +251,18 @@ class Node:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         now = time.monotonic_ns()
+        if self._closing:
+            return  # closing already: let it finish flushing (SIGKILL remains for a hang)
         if self.stop_requested:
-            if now - self._stop_signal_ns < REPEAT_SIGNAL_S * 1e9:
+            first, when = self._stop_signal
+            if signum == first and now - when < REPEAT_SIGNAL_S * 1e9:
                 return  # the same request delivered twice (e.g. to a process group and to us)
             # a second signal: stop now, even mid-way through a long step
             self.log.info("received %s again, stopping at once", name)
             self.running = False
             raise KeyboardInterrupt
         self.stop_requested = True
-        self._stop_signal_ns = now
+        self._stop_signal = (signum, now)
         if self.drain_on_stop:
             self.log.info("received %s, finishing queued input before stopping", name)
             self._drain_deadline_ns = time.monotonic_ns() + int(DRAIN_LIMIT_S * 1e9)
@@ -259,6 +272,7 @@ class Node:
 
     def close(self) -> None:
         self.running = False
+        self._closing = True
         for callback in reversed(self._on_close):
             try:
                 callback()

@@ -109,19 +109,25 @@ def test_shutdown_escalates_to_sigkill(bus: BusConfig, tmp_path: Path) -> None:
 
 def test_more_ctrl_c_skip_the_waiting(bus: BusConfig, tmp_path: Path) -> None:
     launch = write_launch(
-        tmp_path, [camera_node("stuck")], sigint_timeout_s=60, sigterm_timeout_s=60
+        tmp_path,
+        [camera_node("stuck"), camera_node("next")],
+        sigint_timeout_s=60,
+        sigterm_timeout_s=60,
     )
     proc = start_launcher(launch, bus)
-    status = Subscriber("status", bus, instances=["stuck"])
-    report = wait_for(lambda: status_of(status), 20, "node status")
+    status = Subscriber("status", bus, instances=["stuck", "next"])
+    report = wait_for(lambda: (s := status_of(status)) and s.node == "stuck" and s, 20, "status")
     os.kill(report.pid, signal.SIGSTOP)
     started = time.monotonic()
-    for _ in range(3):  # stop, then skip the SIGINT wait, then the SIGTERM wait
+    # stop; skip stuck's SIGINT wait (next still gets its turn); skip the SIGTERM wait
+    for _ in range(3):
         proc.send_signal(signal.SIGINT)
         time.sleep(1.0)
     out, _ = proc.communicate(timeout=30)
     assert time.monotonic() - started < 20, out
-    assert "sending SIGKILL" in out, out
+    assert "stuck did not stop: sending SIGKILL" in out, out
+    assert "[next] received SIGINT" in out and "[next] stopped" in out, out
+    assert "next did not stop" not in out and "stuck, next" not in out, out
 
 
 def test_stopping_a_launch_loses_nothing_in_flight(bus: BusConfig, tmp_path: Path) -> None:

@@ -87,7 +87,7 @@ def test_stopping_the_tracker_finishes_the_queued_detections(bus: BusConfig, sta
     depth_pub = Publisher("perception/depth", bus)
     info_pub = Publisher("camera/info", bus)
     tracks = Subscriber("perception/tracks", bus)
-    node = start_node("tracker", {}, bus)
+    node = start_node("tracker", {"node": {"drain_on_stop": True}}, bus)  # as the launcher sets
     info = camera.to_msg()
     warmup = iter(range(1, 10_000))
 

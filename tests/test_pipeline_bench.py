@@ -35,3 +35,23 @@ def test_pipeline_bench_reports_latency_split_as_json() -> None:
     )
     assert {"lift", "associate", "publish"} <= set(report["tracker_stages_ms"])
     assert set(report["cpu_percent"]) >= {"detector", "tracker"}
+
+
+def test_pipeline_floor_bench_times_the_hops_without_the_work() -> None:
+    result = run_perception(
+        "bench",
+        "pipeline-floor",
+        "--frames",
+        "12",
+        "--fps",
+        "20",
+        "--forward-ms",
+        "20",
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (report,) = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+    assert report["bench"] == "pipeline_floor" and report["frames"] >= 10
+    # the busy stand-in for the forward is inside capture -> tracks and outside the floor
+    assert report["capture_to_tracks_ms"]["median"] >= 20
+    assert 0 < report["floor_ms"] < report["capture_to_tracks_ms"]["median"] - 19

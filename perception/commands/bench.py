@@ -16,6 +16,10 @@ from perception.errors import UserError
 BENCHMARKS = {
     "bus": ("perception.benchmarks.bus", "bus latency/throughput against plain pyzmq"),
     "pipeline": ("perception.benchmarks.pipeline", "end-to-end latency of the launched stack"),
+    "pipeline-floor": (
+        "perception.benchmarks.pipeline_floor",
+        "the pipeline's three hops in plain pyzmq, doing no work",
+    ),
     "model": ("perception.benchmarks.model", "network speed per stage, params, GFLOPs"),
     "synth": ("perception.benchmarks.synth", "synthetic drive rendering speed"),
     "tracker": ("perception.benchmarks.tracker", "tracker update time with many objects"),

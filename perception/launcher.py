@@ -31,7 +31,7 @@ from perception.commands.run import NODES
 from perception.config import from_dict
 from perception.errors import UserError
 from perception.msgs import NodeStatus
-from perception.node import REPEAT_SIGNAL_S
+from perception.node import StopSignal, repeated_signal
 
 log = logging.getLogger("launch")
 
@@ -149,7 +149,7 @@ class Launcher:
         self.failed: list[str] = []
         self._status_subs: dict[str, Subscriber] = {}
         # stop signals received, (signal, when): a second one hurries the stop
-        self._signals: list[tuple[int, float]] = []
+        self._signals: list[StopSignal] = []
 
     # -- processes --------------------------------------------------------------------------
     def command(self, spec: NodeSpec) -> list[str]:
@@ -295,11 +295,7 @@ class Launcher:
     def run(self, duration_s: float = 0.0) -> int:
         def on_signal(signum: int, _frame: object) -> None:
             now = time.monotonic()
-            # One press can arrive twice (a wrapper such as `timeout` forwarding it, a signal to
-            # the process group): the same signal again within REPEAT_SIGNAL_S is not a new one.
-            if not self._signals or (
-                signum != self._signals[-1][0] or now - self._signals[-1][1] >= REPEAT_SIGNAL_S
-            ):
+            if not repeated_signal(self._signals[-1] if self._signals else None, signum, now):
                 self._signals.append((signum, now))
             self.stopping = True
 

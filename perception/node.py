@@ -38,6 +38,15 @@ C = TypeVar("C")
 REPEAT_SIGNAL_S = 0.5  # a stop signal this soon after the first is the same request
 DRAIN_LIMIT_S = 3.0  # a draining node stops after this long even if its input never goes quiet
 
+StopSignal = tuple[int, float]  # (signal number, time.monotonic() when it came)
+
+
+def repeated_signal(previous: StopSignal | None, signum: int, now_s: float) -> bool:
+    """Whether ``signum`` at ``now_s`` is ``previous`` delivered again (one request reaching a
+    process twice: a wrapper such as `timeout` forwarding it, a signal to the process group),
+    not a new request. The launcher and every node count stop requests by this one rule."""
+    return previous is not None and signum == previous[0] and now_s - previous[1] < REPEAT_SIGNAL_S
+
 
 @dataclass
 class NodeConfig:
@@ -97,9 +106,7 @@ class Node:
         self.state = "ok"
         self.state_message = ""
         self.running = True
-        self.stop_requested = False
-        self._drain_deadline_ns = 0
-        self._stop_signal: tuple[int, int] = (0, 0)  # (signal, when) of the first stop signal
+        self._stop_signal: StopSignal | None = None  # the first stop signal
         self._closing = False
         self._on_close: list[Callable[[], None]] = []
         self._started_ns = time.monotonic_ns()
@@ -164,11 +171,11 @@ class Node:
     def note_input(self, found: bool) -> None:
         """Say whether the latest wait for input found any (``wait`` does; a loop that polls
         its own sockets calls it). While draining after a stop signal, nothing found ends it."""
-        if self.stop_requested and self.running:
+        if self._stop_signal is not None and self.running:
             if not found:
                 self.log.info("queued input finished")
                 self.running = False
-            elif time.monotonic_ns() >= self._drain_deadline_ns:
+            elif time.monotonic() >= self._stop_signal[1] + DRAIN_LIMIT_S:
                 self.log.warning("input still arriving after %.0f s: stopping", DRAIN_LIMIT_S)
                 self.running = False
 
@@ -250,22 +257,17 @@ class Node:
     # -- lifecycle --------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
-        now = time.monotonic_ns()
-        if self._closing:
-            return  # closing already: let it finish flushing (SIGKILL remains for a hang)
-        if self.stop_requested:
-            first, when = self._stop_signal
-            if signum == first and now - when < REPEAT_SIGNAL_S * 1e9:
-                return  # the same request delivered twice (e.g. to a process group and to us)
+        now = time.monotonic()
+        if self._closing or repeated_signal(self._stop_signal, signum, now):
+            return  # closing already (SIGKILL remains for a hang), or the same request again
+        if self._stop_signal is not None:
             # a second signal: stop now, even mid-way through a long step
             self.log.info("received %s again, stopping at once", name)
             self.running = False
             raise KeyboardInterrupt
-        self.stop_requested = True
         self._stop_signal = (signum, now)
         if self.drain_on_stop:
             self.log.info("received %s, finishing queued input before stopping", name)
-            self._drain_deadline_ns = time.monotonic_ns() + int(DRAIN_LIMIT_S * 1e9)
         else:
             self.log.info("received %s, shutting down", name)
             self.running = False

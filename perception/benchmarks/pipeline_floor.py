@@ -93,17 +93,17 @@ def _tracker(folder: str, frames: int, ready: Any) -> None:
     inp = _sub(ctx, f"ipc://{folder}/depth", f"ipc://{folder}/dets")
     out = _pub(ctx, f"ipc://{folder}/tracks")
     ready.wait(60)
-    seen: dict[bytes, int] = {}
+    half_here: set[bytes] = set()  # frames whose depth or detections came, not both yet
     sent = 0
     while sent < frames and inp.poll(int((SETTLE_S + 5) * 1000)):
         stamp, busy, _payload = inp.recv_multipart(copy=False)
         key = stamp.bytes
-        seen[key] = seen.get(key, 0) + 1
-        if seen.pop(key) == 2:  # depth and detections of this frame both here
+        if key in half_here:  # depth and detections of this frame both here
+            half_here.discard(key)
             out.send_multipart([key, busy.bytes, bytes(SMALL_BYTES)])
             sent += 1
         else:
-            seen[key] = 1
+            half_here.add(key)
     time.sleep(0.5)
     ctx.destroy(0)
 

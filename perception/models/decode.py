@@ -7,8 +7,10 @@ kept, then size, offset and depth are read at the peaks.
 Detections are decoded on the host with NumPy and OpenCV from the small detection maps (a few
 hundred kB, one copy from a GPU). Peaks are found on the logits (the sigmoid is monotonic) and
 only cells above ``min_score`` are looked at, so the work after the peak filter is on tens of
-cells, not the whole map. Torch spent ~50 operator calls here: 0.6 ms back to back but 2-11 ms
-on the 2-core reference VM when they ran cold after the forward; this takes ~0.2 ms warm.
+cells, not the whole map; the other maps are read at those cells only (in place: the engine's
+channels-last outputs hold a cell's channels side by side). Torch spent ~50 operator calls
+here: 0.6 ms back to back but 2-11 ms on the 2-core reference VM when they ran cold after the
+forward; this takes ~0.2 ms warm.
 
 Coordinates: continuous pixel coordinates of the network input with pixel centres at integers
 (as :class:`perception.msgs.DepthMap`). Cell ``(i, j)`` at stride ``s`` covers input pixels
@@ -47,6 +49,13 @@ def _host(t: Any) -> np.ndarray:
     return np.asarray(t, np.float32)
 
 
+def _channels_last(x: np.ndarray) -> np.ndarray:
+    """(B, C, h, w) -> (B, h * w, C): a view when the network ran channels-last (the
+    engine's default), a copy otherwise."""
+    b, c, h, w = x.shape
+    return np.moveaxis(x, 1, -1).reshape(b, h * w, c)
+
+
 def local_peaks(heat: np.ndarray) -> np.ndarray:
     """Where ``heat`` (h x w) equals its 3x3 maximum (outside the map counts as -inf)."""
     return heat == cv2.dilate(
@@ -70,10 +79,12 @@ def decode_detections(
     identical boxes with different labels (what a tracker wants).
     """
     heat_b = _host(outputs["heatmap"])  # (B, C, h, w) logits
-    offset_b, log_size_b = _host(outputs["offset"]), _host(outputs["log_size"])
-    obj_depth_b = _host(outputs["obj_log_depth"])
     b, num_classes, h, w = heat_b.shape
-    cells = h * w
+    # Read as (B, cells, channels): only the candidates' rows are gathered from these.
+    heat_all = _channels_last(heat_b)
+    offset_all = _channels_last(_host(outputs["offset"]))
+    log_size_all = _channels_last(_host(outputs["log_size"]))
+    obj_depth_all = _channels_last(_host(outputs["obj_log_depth"]))
     if min_score <= 0.0:
         threshold = -np.inf
     elif min_score >= 1.0:
@@ -82,36 +93,38 @@ def decode_detections(
         threshold = math.log(min_score / (1.0 - min_score)) - 1e-4
     results = []
     for i in range(b):
-        heat = heat_b[i].reshape(num_classes, h, w)
+        heat = heat_all[i]  # (cells, C)
         if class_agnostic:
-            best = heat[0].copy()
-            for c in range(1, num_classes):
-                np.maximum(best, heat[c], out=best)
-            cand = np.flatnonzero(local_peaks(best) & (best >= threshold))
-            logits = best.reshape(-1)[cand]
-            class_ids = heat.reshape(num_classes, cells)[:, cand].argmax(axis=0)
+            best = heat[:, 0].copy()
+            for c in range(1, num_classes):  # pairwise: a max over a short last axis is slow
+                np.maximum(best, heat[:, c], out=best)
+            best_map = best.reshape(h, w)
+            cand = np.flatnonzero(local_peaks(best_map) & (best_map >= threshold))
+            logits = best[cand]
+            class_ids = heat[cand].argmax(axis=1)
         else:
+            heat_maps = heat_b[i]  # (C, h, w)
             keep = [
-                np.flatnonzero(local_peaks(heat[c]) & (heat[c] >= threshold))
+                np.flatnonzero(local_peaks(heat_maps[c]) & (heat_maps[c] >= threshold))
                 for c in range(num_classes)
             ]
-            flat = np.concatenate([k + c * cells for c, k in enumerate(keep)])
-            logits = heat.reshape(-1)[flat]
-            class_ids, cand = np.divmod(flat, cells)
+            class_ids = np.concatenate([np.full(len(k), c) for c, k in enumerate(keep)])
+            cand = np.concatenate(keep)
+            logits = heat[cand, class_ids]
         if len(cand) > top_k:
-            best_k = np.sort(np.argpartition(-logits, top_k - 1)[:top_k])  # ties: cell order
+            best_k = np.sort(np.argpartition(-logits, top_k - 1)[:top_k])  # ties: list order
             cand, logits, class_ids = cand[best_k], logits[best_k], class_ids[best_k]
         order = np.argsort(-logits, kind="stable")
         cand, logits, class_ids = cand[order], logits[order], class_ids[order]
         ys, xs = np.divmod(cand, w)
-        offset = offset_b[i].reshape(2, cells)[:, cand]
-        size = np.exp(np.minimum(log_size_b[i].reshape(2, cells)[:, cand], 8.0)) * stride
+        offset = offset_all[i, cand].T
+        size = np.exp(np.minimum(log_size_all[i, cand].T, 8.0)) * stride
         cx = (xs + offset[0]) * stride - 0.5
         cy = (ys + offset[1]) * stride - 0.5
         boxes = np.stack(
             [cx - size[0] / 2, cy - size[1] / 2, cx + size[0] / 2, cy + size[1] / 2], axis=-1
         )
-        depth = np.exp(np.clip(obj_depth_b[i].reshape(cells)[cand], *log_depth_range))
+        depth = np.exp(np.clip(obj_depth_all[i, cand, 0], *log_depth_range))
         results.append(
             Decoded(
                 boxes_xyxy=boxes.astype(np.float32),

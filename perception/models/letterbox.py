@@ -121,23 +121,32 @@ def letterbox_into(
     canvas_hwc[top : top + rh, left + rw :].zero_()
     area = canvas_hwc[top : top + rh, left : left + rw]
     if area.device.type == "cpu" and area.dtype == torch.float32:
-        area.copy_(torch.from_numpy(_normalised_cpu(x.numpy(), scale, shift, bgr)))
+        _normalise_cpu_into(area.numpy(), x.numpy(), scale, shift, bgr)
         return
     rgb = x.flip(-1) if bgr else x
     torch.addcmul(shift, rgb.to(canvas_hwc.dtype), scale, out=area)  # one pass, written in place
 
 
-def _normalised_cpu(
-    image_hwc: np.ndarray, scale: torch.Tensor, shift: torch.Tensor, bgr: bool
-) -> np.ndarray:
-    """Channel swap and per-channel ``value * scale + shift`` as one OpenCV pass.
+def _normalise_cpu_into(
+    out_hwc: np.ndarray, image_hwc: np.ndarray, scale: torch.Tensor, shift: torch.Tensor, bgr: bool
+) -> None:
+    """Channel swap and per-channel ``value * scale + shift`` as one OpenCV pass, written
+    straight into ``out_hwc`` (a view of the canvas).
 
     On the CPU torch's flip of a 3-wide last axis and its broadcast over it run element by
-    element: 4.3 ms for a 384x640 frame on one core, against 0.3 ms here.
+    element: 4.3 ms for a 384x640 frame on one core, against 0.3 ms here. Writing into the
+    canvas instead of copying a result there saves a 3 MB pass (~0.5 ms after a forward).
     """
     s, b = scale.tolist(), shift.tolist()
     matrix = np.zeros((3, 4), np.float32)
     for out_c in range(3):
         matrix[out_c, 2 - out_c if bgr else out_c] = s[out_c]
         matrix[out_c, 3] = b[out_c]
-    return cv2.transform(image_hwc.astype(np.float32), matrix)
+    pixels = image_hwc.astype(np.float32)
+    itemsize = out_hwc.itemsize
+    if out_hwc.strides[1:] != (3 * itemsize, itemsize):  # e.g. a channels-first canvas
+        out_hwc[...] = cv2.transform(pixels, matrix)  # OpenCV writes only interleaved rows
+        return
+    result = cv2.transform(pixels, matrix, dst=out_hwc)
+    if result.ctypes.data != out_hwc.ctypes.data:  # never seen: OpenCV would have copied
+        out_hwc[...] = result

@@ -44,3 +44,16 @@ def test_channel_order_is_rgb() -> None:
     letterbox_into(out, pixel_bgr, Letterbox.fit((1, 1), (1, 1)), SCALE, SHIFT, bgr=True)
     expected = torch.tensor([30, 20, 10]) * SCALE + SHIFT
     assert torch.allclose(out[0, 0], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("src_hw", [(384, 640), (720, 1280)])
+def test_channels_first_canvas(src_hw: tuple[int, int]) -> None:
+    """ONNX export fills ``nchw[i].permute(1, 2, 0)``: a view OpenCV cannot write through."""
+    rng = np.random.default_rng(3)
+    image = torch.from_numpy(rng.integers(0, 256, (*src_hw, 3), dtype=np.uint8))
+    box = Letterbox.fit(src_hw, (384, 640))
+    nchw = torch.full((1, 3, 384, 640), 7.0)
+    letterbox_into(nchw[0].permute(1, 2, 0), image, box, SCALE, SHIFT, bgr=True)
+    hwc = torch.full((384, 640, 3), 7.0)
+    letterbox_into(hwc, image, box, SCALE, SHIFT, bgr=True)
+    assert torch.equal(nchw[0].permute(1, 2, 0), hwc)

@@ -22,6 +22,14 @@ import numpy as np
 
 from perception.tracking.config import BoxFilterConfig, MotionConfig
 
+# A symmetric 3x3 matrix flattened row-major is [a, b, c, b, e, f, c, f, i]. Its six distinct
+# cofactors (c00 = e i - f f, c01 = c f - b i, c02 = b f - c e, c11 = a i - c c,
+# c12 = b c - a f, c22 = a e - b b) are left minus right products of two flat entries:
+# entry _COF_FIRST[k] times entry _COF_SECOND[k], the six left products, then the right ones.
+_COF_FIRST = np.array([4, 2, 1, 0, 1, 0, 5, 1, 2, 2, 0, 1])
+_COF_SECOND = np.array([8, 5, 5, 8, 2, 4, 5, 8, 4, 2, 5, 1])
+_ADJUGATE = np.array([0, 1, 2, 1, 3, 4, 2, 4, 5])  # the 3x3 adjugate from the six cofactors
+
 
 def sym_inv3(S: np.ndarray) -> np.ndarray:
     """Inverse of a batch of symmetric 3x3 matrices (M, 3, 3) (the upper triangle is read).
@@ -29,15 +37,14 @@ def sym_inv3(S: np.ndarray) -> np.ndarray:
     Element-wise arithmetic on the adjugate (six distinct cofactors for a symmetric
     matrix): several times faster than ``np.linalg.inv``/``solve``, which call LAPACK once
     per small matrix. Covariances here are well conditioned (they include measurement
-    noise), so the closed form is accurate.
+    noise), so the closed form is accurate. All cofactors come from two column gathers and
+    two element-wise operations: at tens of matrices, numpy calls are what costs.
     """
     s = S.reshape(len(S), 9)
-    a, b, c, e, f, i = s[:, 0], s[:, 1], s[:, 2], s[:, 4], s[:, 5], s[:, 8]
-    c00, c11, c22 = e * i - f * f, a * i - c * c, a * e - b * b
-    c01, c02, c12 = c * f - b * i, b * f - c * e, b * c - a * f
-    det = a * c00 + b * c01 + c * c02
-    adj = np.stack([c00, c01, c02, c01, c11, c12, c02, c12, c22], axis=1)
-    return (adj / det[:, None]).reshape(len(S), 3, 3)
+    products = s.take(_COF_FIRST, axis=1) * s.take(_COF_SECOND, axis=1)
+    cof = products[:, :6] - products[:, 6:]
+    det = np.add.reduce(s[:, :3] * cof[:, :3], axis=1)  # a c00 + b c01 + c c02
+    return (cof.take(_ADJUGATE, axis=1) / det[:, None]).reshape(len(S), 3, 3)
 
 
 class ConstantVelocityKalman:
@@ -46,18 +53,21 @@ class ConstantVelocityKalman:
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
-        self._kron: tuple[float, np.ndarray] | None = None
+        self._eye = np.eye(dim)
         self._q: tuple[float, bytes, np.ndarray] | None = None
-
-    def _transition_kron(self, dt: float) -> np.ndarray:
-        """(F kron F)^T: vec(F P F^T) = (F kron F) vec(P) for row-major vec, so the covariance
-        prediction of all tracks is one (M, 4d^2) x (4d^2, 4d^2) product."""
-        if self._kron is None or self._kron[0] != dt:
-            n = 2 * self.dim
-            F = np.eye(n)
-            F[: self.dim, self.dim :] = dt * np.eye(self.dim)
-            self._kron = (dt, np.kron(F, F).T.copy())
-        return self._kron[1]
+        n = 2 * dim
+        # F = [[I, dt I], [0, I]] as powers of dt (-1: a zero entry), and F kron F, whose
+        # entry [i n + j, k n + l] is F[i, k] F[j, l]: 1, dt, dt^2 or 0 (looked up as 0..3).
+        power = np.full((n, n), -1)
+        power[np.arange(n), np.arange(n)] = 0
+        power[np.arange(dim), np.arange(dim) + dim] = 1
+        left, right = power[:, None, :, None], power[None, :, None, :]
+        kron = np.where((left < 0) | (right < 0), 3, left + right).reshape(n * n, n * n)
+        self._transition_index = kron.T.copy()
+        # Q[a d + i, b d + j] = block[a, b] q_i delta_ij: index 1 + (2 a + b) d + i into the
+        # products block x q, 0 (a zero) off the diagonals.
+        a, i, b, j = np.indices((2, dim, 2, dim))
+        self._noise_index = np.where(i == j, 1 + (2 * a + b) * dim + i, 0).reshape(n, n)
 
     def initiate(
         self, z: np.ndarray, z_cov: np.ndarray, velocity_std: np.ndarray
@@ -82,7 +92,11 @@ class ConstantVelocityKalman:
         d, m = self.dim, len(mean)
         mean = mean.copy()
         mean[:, :d] += dt * mean[:, d:]
-        out = (cov.reshape(m, -1) @ self._transition_kron(dt)).reshape(cov.shape)
+        # vec(F P F^T) = (F kron F) vec(P) for row-major vec, so the covariance prediction of
+        # all tracks is one (M, 4d^2) x (4d^2, 4d^2) product. (F kron F)^T only holds 1, dt,
+        # dt^2 and 0: a lookup, where np.kron would rebuild it every frame (dt always changes).
+        transition = np.array([1.0, dt, dt * dt, 0.0])[self._transition_index]
+        out = (cov.reshape(m, -1) @ transition).reshape(cov.shape)
         out += self.process_noise(dt, accel_std)
         return mean, out
 
@@ -92,15 +106,17 @@ class ConstantVelocityKalman:
         q [[dt^3/3, dt^2/2], [dt^2/2, dt]] per coordinate, q = accel_std^2."""
         q = np.asarray(accel_std, np.float64) ** 2
         if q.ndim == 1 and self._q is not None and self._q[0] == dt and self._q[1] == q.tobytes():
-            return self._q[2]  # frames usually come at one rate: same dt, same Q
-        block = np.array([[dt**3 / 3.0, dt**2 / 2.0], [dt**2 / 2.0, dt]])
-        # Q[a*d + i, b*d + j] = block[a, b] * q_i * delta_ij
-        eye = np.eye(self.dim)
+            return self._q[2]  # frames at one exact rate: same dt, same Q
+        block = np.array([dt**3 / 3.0, dt**2 / 2.0, dt**2 / 2.0, dt])
         if q.ndim == 1:
-            Q = np.kron(block, eye * q)
+            products = np.zeros(1 + 4 * self.dim)  # 0, then block[a, b] q_i
+            np.multiply(block[:, None], q, out=products[1:].reshape(4, self.dim))
+            Q = products[self._noise_index]
             self._q = (dt, q.tobytes(), Q)
             return Q
-        return np.einsum("ab,mi,ij->maibj", block, q, eye).reshape(len(q), 2 * self.dim, -1)
+        return np.einsum("ab,mi,ij->maibj", block.reshape(2, 2), q, self._eye).reshape(
+            len(q), 2 * self.dim, -1
+        )
 
     def update(
         self, mean: np.ndarray, cov: np.ndarray, z: np.ndarray, z_cov: np.ndarray

@@ -24,6 +24,7 @@ viewing ray and grows with range, which the tracker's Mahalanobis gating relies 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -49,6 +50,17 @@ class LiftedObjects:
     source: np.ndarray  # (N,) uint8, SOURCE_*
 
 
+_NO_SAMPLE = np.finfo(np.float64).max  # an invalid depth sample: sorts after every depth
+
+
+@lru_cache(maxsize=8)
+def _unit_grid(samples: int) -> np.ndarray:
+    """Centres of `samples` equal cells of (-1, 1) (read-only: it is shared)."""
+    t = (np.arange(samples) + 0.5) / samples * 2.0 - 1.0
+    t.flags.writeable = False
+    return t
+
+
 def box_depths(
     depth_m: np.ndarray,
     boxes_depth_px: np.ndarray,
@@ -72,36 +84,40 @@ def box_depths(
     b = np.asarray(boxes_depth_px, np.float64)
     centre = 0.5 * (b[:, :2] + b[:, 2:])
     half = 0.5 * central_fraction * (b[:, 2:] - b[:, :2])
-    # Sample positions at the centres of a samples x samples partition of the central region.
-    t = (np.arange(samples) + 0.5) / samples * 2.0 - 1.0  # in (-1, 1)
-    xs = centre[:, 0:1] + half[:, 0:1] * t[None, :]  # (N, S)
-    ys = centre[:, 1:2] + half[:, 1:2] * t[None, :]
-    inside_x = (xs > -0.5) & (xs < w - 0.5)
-    inside_y = (ys > -0.5) & (ys < h - 0.5)
-    ix = np.clip(np.rint(xs), 0, w - 1).astype(np.intp)
-    iy = np.clip(np.rint(ys), 0, h - 1).astype(np.intp)
-    vals = depth_m[iy[:, :, None], ix[:, None, :]].astype(np.float64)  # (N, S, S)
-    valid = (vals > 0) & np.isfinite(vals) & inside_y[:, :, None] & inside_x[:, None, :]
+    # Sample positions (N, 2, S): x then y of each box, at the centres of a samples x samples
+    # partition of the central region. x and y go through every step together.
+    grid = centre[:, :, None] + half[:, :, None] * _unit_grid(samples)
+    end = np.array([[w - 0.5], [h - 0.5]])  # the image's far edges in x and y
+    inside = (grid > -0.5) & (grid < end)
+    idx = np.rint(grid)
+    np.maximum(idx, 0.0, out=idx)
+    np.minimum(idx, end - 0.5, out=idx)  # the last pixel
+    idx = idx.astype(np.intp)
+    # One flat gather (N, S, S), rows y, columns x: faster than indexing with two arrays.
+    flat = (idx[:, 1] * w)[:, :, None] + idx[:, 0, None, :]
+    vals = depth_m.reshape(-1).take(flat).astype(np.float64)
+    valid = (vals > 0) & np.isfinite(vals)
+    valid &= inside[:, 1, :, None] & inside[:, 0, None, :]
     if exclude is not None and len(exclude[0]):
         pairs, occ = exclude
         i = pairs[:, 0]
-        in_x = (xs[i] >= occ[:, 0:1]) & (xs[i] <= occ[:, 2:3])  # (P, S)
-        in_y = (ys[i] >= occ[:, 1:2]) & (ys[i] <= occ[:, 3:4])
-        hidden = np.zeros(valid.shape, bool)
-        np.logical_or.at(hidden, i, in_y[:, :, None] & in_x[:, None, :])
-        valid &= ~hidden
-    vals = np.where(valid, vals, np.inf).reshape(n, -1)
-    count = valid.reshape(n, -1).sum(axis=1)
+        g = grid[i]  # (P, 2, S)
+        in_occ = (g >= occ[:, :2, None]) & (g <= occ[:, 2:, None])
+        # Repeated i (several occluders) apply one after the other.
+        np.logical_and.at(valid, i, ~(in_occ[:, 1, :, None] & in_occ[:, 0, None, :]))
+    # Invalid samples sort after every depth. The fill is finite, not inf, so a box without
+    # valid samples gives no inf - inf below (no warning to silence; its depth becomes NaN).
+    vals = np.where(valid, vals, _NO_SAMPLE).reshape(n, -1)
+    count = np.add.reduce(valid.reshape(n, -1), axis=1)
     vals.sort(axis=1)
     # Linear interpolation between order statistics of the valid samples (numpy's default).
-    pos = percentile / 100.0 * np.maximum(count - 1, 0)
-    lo = np.floor(pos).astype(np.intp)
-    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+    last = np.maximum(count - 1, 0)
+    pos = percentile / 100.0 * last
+    lo = pos.astype(np.intp)  # pos >= 0: truncation is the floor
+    hi = np.minimum(lo + 1, last)
     rows = np.arange(n)
-    f = pos - lo
     v_lo, v_hi = vals[rows, lo], vals[rows, hi]
-    with np.errstate(invalid="ignore"):
-        depth = np.where(count > 0, v_lo + f * (v_hi - v_lo), np.nan)
+    depth = np.where(count > 0, v_lo + (pos - lo) * (v_hi - v_lo), np.nan)
     return depth, count / float(samples * samples)
 
 
@@ -117,13 +133,11 @@ def occluder_pairs(boxes_xyxy: np.ndarray, min_bottom_gap: float) -> np.ndarray:
     b = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
     if len(b) < 2:
         return np.zeros((0, 2), np.intp)
-    overlap = (
-        np.minimum(b[:, None, 2], b[None, :, 2]) > np.maximum(b[:, None, 0], b[None, :, 0])
-    ) & (np.minimum(b[:, None, 3], b[None, :, 3]) > np.maximum(b[:, None, 1], b[None, :, 1]))
-    gap = min_bottom_gap * (b[:, 3] - b[:, 1])
-    lower = b[None, :, 3] > b[:, None, 3] + gap[:, None]
-    i, j = np.nonzero(overlap & lower)
-    return np.stack([i, j], axis=1)
+    x0, y0, x1, y1 = b.T[:, :, None]  # columns (N, 1); their transposes are rows (1, N)
+    nearer = y1 + min_bottom_gap * (y1 - y0) < y1.T  # [i, j]: j's bottom edge lower than i's
+    nearer &= np.minimum(x1, x1.T) > np.maximum(x0, x0.T)  # overlap in x
+    nearer &= np.minimum(y1, y1.T) > np.maximum(y0, y0.T)  # and in y
+    return np.array(nearer.nonzero()).T
 
 
 def depth_boxes(depth: DepthMap, boxes_xyxy: np.ndarray) -> np.ndarray:
@@ -163,88 +177,93 @@ def lift_detections(
             camera = camera.scaled(*size)
     boxes = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
     n = len(boxes)
-    z = np.full(n, np.nan)
-    source = np.zeros(n, np.uint8)
+    if n == 0:
+        no_rows = np.zeros((0, 3))
+        return LiftedObjects(
+            no_rows,
+            np.zeros((0, 3, 3)),
+            no_rows.copy(),
+            np.zeros(0),
+            np.zeros((0, 2)),
+            np.zeros(0, np.uint8),
+        )
+    # Every step works on all rows: a row without depth has z = NaN, which makes its position
+    # and size NaN by itself (no gathers and scatters of the rows with depth).
     pairs = occluder_pairs(boxes, cfg.occluder_bottom_gap)
-    if depth is not None and n and depth.depth_m.size:
+    if depth is not None and depth.depth_m.size:
         dboxes = depth_boxes(depth, boxes)
         exclude = (pairs, dboxes[pairs[:, 1]]) if cfg.occlusion_aware else None
         zd, frac = box_depths(
             depth.depth_m, dboxes, cfg.central_fraction, cfg.samples, cfg.percentile, exclude
         )
-        ok = np.isfinite(zd) & (frac >= cfg.min_valid_fraction)
-        z[ok] = zd[ok]
-        source[ok] = SOURCE_DEPTH_MAP
-    if detection_depth_m is not None and n:
-        dd = np.asarray(detection_depth_m, np.float64).reshape(-1)
-        use = (source == SOURCE_NONE) & np.isfinite(dd) & (dd > 0)
-        z[use] = dd[use]
-        source[use] = SOURCE_DETECTION
-    sig_z = depth_sigma(z, cfg)
-    sig_z = np.where(source == SOURCE_DETECTION, sig_z * cfg.fallback_sigma_scale, sig_z)
-    if cfg.ground_prior and n:
-        z, sig_z, source = _fuse_ground(camera, boxes, pairs, z, sig_z, source, cfg)
-    if cfg.centre_offset_m and class_ids is not None and class_names is not None:
-        names = np.asarray(class_names, dtype=object)
-        cids = np.asarray(class_ids).reshape(-1)
-        known = (cids >= 0) & (cids < len(names))
-        offsets = np.array(
-            [
-                cfg.centre_offset_m.get(str(names[c]), 0.0) if k else 0.0
-                for c, k in zip(cids, known, strict=True)
-            ]
-        )
+        from_map = np.isfinite(zd) & (frac >= cfg.min_valid_fraction)
+        z = np.where(from_map, zd, np.nan)
+        source = from_map * np.uint8(SOURCE_DEPTH_MAP)  # SOURCE_NONE (0) elsewhere
     else:
-        offsets = np.zeros(n)
+        z = np.full(n, np.nan)
+        source = np.zeros(n, np.uint8)
+    from_detection = None
+    if detection_depth_m is not None:
+        dd = np.asarray(detection_depth_m, np.float64).reshape(-1)
+        from_detection = (source == SOURCE_NONE) & np.isfinite(dd) & (dd > 0)
+        z = np.where(from_detection, dd, z)
+        source = np.where(from_detection, np.uint8(SOURCE_DETECTION), source)
+    sig_z = depth_sigma(z, cfg)
+    if from_detection is not None:
+        sig_z = np.where(from_detection, sig_z * cfg.fallback_sigma_scale, sig_z)
 
-    have = source != SOURCE_NONE
-    pos_cam = np.full((n, 3), np.nan)
-    cov_cam = np.full((n, 3, 3), np.nan)
-    sizes = np.full((n, 2), np.nan)
-    if have.any():
-        b = boxes[have]
-        zz = z[have]
-        cx, cy = 0.5 * (b[:, 0] + b[:, 2]), 0.5 * (b[:, 1] + b[:, 3])
-        # Centre and the four edge midpoints, back-projected at the object's depth.
-        uv = np.concatenate(
-            [
-                np.column_stack([cx, cy]),
-                np.column_stack([b[:, 0], cy]),
-                np.column_stack([b[:, 2], cy]),
-                np.column_stack([cx, b[:, 1]]),
-                np.column_stack([cx, b[:, 3]]),
-            ]
-        )
-        m = len(b)
-        xy = camera.undistort_points(uv)  # normalized ray coordinates
-        sizes[have, 0] = np.abs(xy[2 * m : 3 * m, 0] - xy[m : 2 * m, 0]) * zz
-        sizes[have, 1] = np.abs(xy[4 * m :, 1] - xy[3 * m : 4 * m, 1]) * zz
-        ray = np.column_stack([xy[:m], np.ones(m)])
-        p = ray * zz[:, None]
+    # Rays of the box centre, the four edge midpoints (left, right, top, bottom) and the point
+    # a pixel below the bottom one (the ground prior's slope), undistorted in one call.
+    uv = np.empty((6, n, 2))
+    uv[:] = 0.5 * (boxes[:, :2] + boxes[:, 2:])
+    uv[1:3, :, 0] = boxes[:, 0::2].T
+    uv[3:5, :, 1] = boxes[:, 1::2].T
+    np.add(boxes[:, 3], 1.0, out=uv[5, :, 1])
+    xy = camera.undistort_points(uv.reshape(-1, 2)).reshape(6, n, 2)  # normalized coordinates
+    rays = np.ones((3, n, 3))  # centre, bottom, below the bottom; camera frame, z = 1
+    rays[0, :, :2] = xy[0]
+    rays[1:, :, :2] = xy[4:]
+    if cfg.ground_prior:
+        zg, sg = _ground_depths_of_rays(camera, rays[1:].reshape(-1, 3), cfg)
+        z, sig_z, source = _fuse_ground(camera, boxes, pairs, z, sig_z, source, zg, sg, cfg)
+
+    # Metric width and height: x of right - left and y of bottom - top, at the depth.
+    spans = xy[2:5:2] - xy[1:4:2]  # (2, n, 2)
+    sizes = np.abs(spans.diagonal(axis1=0, axis2=2)) * z[:, None]
+    ray = rays[0]
+    p = ray * z[:, None]
+    offsets = _centre_offsets(cfg, class_ids, class_names)
+    if offsets is not None:
         # Move from the visible surface to the object centre along the ray (per class).
-        off = offsets[have]
-        p = p + ray / np.linalg.norm(ray, axis=1, keepdims=True) * off[:, None]
-        pos_cam[have] = p
-        # Covariance: p = (x_n z, y_n z, z) with x_n = (u - cx) / fx (pinhole Jacobian; the
-        # distortion's effect on it is second order).
-        fx, fy = camera.K[0, 0], camera.K[1, 1]
-        J = np.zeros((m, 3, 3))
-        J[:, 0, 0] = zz / fx
-        J[:, 1, 1] = zz / fy
-        J[:, 0, 2] = xy[:m, 0]
-        J[:, 1, 2] = xy[:m, 1]
-        J[:, 2, 2] = 1.0
-        var = np.zeros((m, 3, 3))
-        var[:, 0, 0] = var[:, 1, 1] = cfg.pixel_sigma_px**2
-        var[:, 2, 2] = sig_z[have] ** 2
-        cov_cam[have] = J @ var @ np.swapaxes(J, 1, 2)
+        norm = np.sqrt(np.add.reduce(ray * ray, axis=1, keepdims=True))
+        p += ray / norm * offsets[:, None]
+    R, t = camera.T_vehicle_camera[:3, :3], camera.T_vehicle_camera[:3, 3]
+    # Covariance: first-order propagation of the pixel and depth noise through
+    # p = (x_n z, y_n z, z) with x_n = (u - cx) / fx (pinhole Jacobian J; the distortion's
+    # effect on it is second order), in the camera frame, then rotated to the vehicle frame.
+    J = np.zeros((n, 3, 3))
+    J[:, 0, 0] = z / camera.K[0, 0]
+    J[:, 1, 1] = z / camera.K[1, 1]
+    J[:, :2, 2] = xy[0]
+    J[:, 2, 2] = 1.0
+    var = np.zeros((n, 3, 3))
+    var[:, 0, 0] = var[:, 1, 1] = cfg.pixel_sigma_px**2
+    var[:, 2, 2] = sig_z**2
+    cov = R @ (J @ var @ np.swapaxes(J, 1, 2)) @ R.T
+    cov[source == SOURCE_NONE] = np.nan  # matrix products need not carry NaN through zeros
+    return LiftedObjects(p @ R.T + t, cov, p, z, sizes, source)
 
-    R = camera.T_vehicle_camera[:3, :3]
-    pos_veh = np.full((n, 3), np.nan)
-    pos_veh[have] = camera.camera_to_vehicle(pos_cam[have])
-    cov_veh = np.full((n, 3, 3), np.nan)
-    cov_veh[have] = R @ cov_cam[have] @ R.T
-    return LiftedObjects(pos_veh, cov_veh, pos_cam, z, sizes, source)
+
+def _centre_offsets(
+    cfg: LiftingConfig, class_ids: np.ndarray | None, class_names: list[str] | None
+) -> np.ndarray | None:
+    """Per detection, the distance from its visible surface to its centre (None: no offsets)."""
+    if not (cfg.centre_offset_m and class_ids is not None and class_names is not None):
+        return None
+    per_class = [cfg.centre_offset_m.get(str(name), 0.0) for name in class_names]
+    # Looked up at id + 1 with clipping: ids out of range land on a zero at either end.
+    table = np.array([0.0, *per_class, 0.0])
+    return table.take(np.asarray(class_ids).reshape(-1) + 1, mode="clip")
 
 
 def ground_depths(
@@ -261,15 +280,26 @@ def ground_depths(
     """
     b = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
     n = len(b)
-    cx = 0.5 * (b[:, 0] + b[:, 2])
-    uv = np.concatenate([np.column_stack([cx, b[:, 3]]), np.column_stack([cx, b[:, 3] + 1.0])])
-    xy = camera.undistort_points(uv)
-    rays = np.column_stack([xy, np.ones(2 * n)])  # camera frame, z = 1: the scale is the depth
+    uv = np.empty((2, n, 2))
+    uv[:, :, 0] = 0.5 * (b[:, 0] + b[:, 2])
+    uv[0, :, 1] = b[:, 3]
+    np.add(b[:, 3], 1.0, out=uv[1, :, 1])
+    rays = np.ones((2 * n, 3))  # camera frame, z = 1: the scale is the depth
+    rays[:, :2] = camera.undistort_points(uv.reshape(-1, 2))
+    return _ground_depths_of_rays(camera, rays, cfg)
+
+
+def _ground_depths_of_rays(
+    camera: CameraModel, rays: np.ndarray, cfg: LiftingConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ground_depths` from the rays (2N, 3) (z = 1) of the bottom-edge midpoints, then
+    of the points a pixel below them."""
     R, t = camera.T_vehicle_camera[:3, :3], camera.T_vehicle_camera[:3, 3]
     down = rays @ R[2]  # vehicle z component of each ray
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.where(down < -1e-9, (cfg.ground_z_m - t[2]) / down, np.nan)
-    s[~(s > 0) | (s > cfg.ground_max_m)] = np.nan
+    s = np.full(len(rays), np.nan)
+    np.divide(cfg.ground_z_m - t[2], down, out=s, where=down < -1e-9)
+    s = np.where((s > 0) & (s <= cfg.ground_max_m), s, np.nan)
+    n = len(s) // 2
     z, z_next = s[:n], s[n:]
     sigma = np.hypot(cfg.ground_sigma_px * np.abs(z - z_next), cfg.ground_sigma_rel * z)
     return z, sigma
@@ -282,9 +312,11 @@ def _fuse_ground(
     z: np.ndarray,
     sig_z: np.ndarray,
     source: np.ndarray,
+    zg: np.ndarray,
+    sg: np.ndarray,
     cfg: LiftingConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse-variance fusion of each box's depth with its ground-plane depth.
+    """Inverse-variance fusion of each box's depth with its ground-plane depth `zg` (std `sg`).
 
     Only boxes whose bottom edge is the object's ground contact: not cut by the image's lower
     border and not overlapped by a nearer box (which would hide the bottom: the edge would be
@@ -292,18 +324,15 @@ def _fuse_ground(
     in combined stds) the box is not on the road as assumed (a false positive, a slope) and
     keeps its own depth; where there is no other depth, the ground depth is used alone.
     """
-    zg, sg = ground_depths(camera, boxes, cfg)
     usable = np.isfinite(zg) & (boxes[:, 3] < camera.height - 1.0 - cfg.ground_border_px)
     usable[pairs[:, 0]] = False
     have = source != SOURCE_NONE
     var, var_g = sig_z**2, sg**2
-    with np.errstate(invalid="ignore"):
-        agree = (z - zg) ** 2 <= cfg.ground_gate_chi2 * (var + var_g)
-    fuse = usable & have & agree
-    z, sig_z, source = z.copy(), sig_z.copy(), source.copy()
-    w = var_g[fuse] / (var[fuse] + var_g[fuse])
-    z[fuse] = w * z[fuse] + (1.0 - w) * zg[fuse]
-    sig_z[fuse] = np.sqrt(var[fuse] * var_g[fuse] / (var[fuse] + var_g[fuse]))
+    var_sum = var + var_g
+    fuse = usable & have
+    fuse &= (z - zg) ** 2 <= cfg.ground_gate_chi2 * var_sum  # NaN rows compare False
     alone = usable & ~have
-    z[alone], sig_z[alone], source[alone] = zg[alone], sg[alone], SOURCE_GROUND
-    return z, sig_z, source
+    w = var_g / var_sum
+    z = np.where(fuse, w * z + (1.0 - w) * zg, np.where(alone, zg, z))
+    sig_z = np.where(fuse, np.sqrt(var * var_g / var_sum), np.where(alone, sg, sig_z))
+    return z, sig_z, np.where(alone, np.uint8(SOURCE_GROUND), source)

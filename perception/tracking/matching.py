@@ -38,16 +38,13 @@ def iou_matrix_xyxy(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
 
 def intersection_xyxy(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
     """(M, N) intersection areas of two sets of xyxy boxes."""
-    # Broadcast min/max of 1-D columns, in place where possible: at ~100 x 100 each dense
-    # operation costs several microseconds, and allocations add to it.
+    # Broadcast min/max of contiguous coordinate rows, x and y together (2, M, N), in place
+    # where possible: each dense operation costs microseconds, and allocations add to it.
     ax, bx = np.ascontiguousarray(a_xyxy.T), np.ascontiguousarray(b_xyxy.T)
-    iw = np.minimum(ax[2][:, None], bx[2])
-    iw -= np.maximum(ax[0][:, None], bx[0])
-    ih = np.minimum(ax[3][:, None], bx[3])
-    ih -= np.maximum(ax[1][:, None], bx[1])
-    np.maximum(iw, 0.0, out=iw)
-    np.maximum(ih, 0.0, out=ih)
-    return np.multiply(iw, ih, out=iw)
+    extent = np.minimum(ax[2:, :, None], bx[2:, None, :])  # overlap width, height
+    extent -= np.maximum(ax[:2, :, None], bx[:2, None, :])
+    np.maximum(extent, 0.0, out=extent)
+    return np.multiply(extent[0], extent[1])
 
 
 def box_areas(boxes_xyxy: np.ndarray) -> np.ndarray:
@@ -72,8 +69,9 @@ def mahalanobis_sq_pairs(
     """
     if len(rows) == 0:
         return np.zeros(0)
-    S = (track_cov[rows] + det_cov[cols]).reshape(-1, 9)
-    x, y, z = (det_pos[cols] - track_pos[rows]).T
+    # Row gathers with take: about twice as fast as fancy indexing at this size.
+    S = track_cov.reshape(-1, 9).take(rows, axis=0) + det_cov.reshape(-1, 9).take(cols, axis=0)
+    x, y, z = (det_pos.take(cols, axis=0) - track_pos.take(rows, axis=0)).T
     return sym3_quadratic_inverse(S, x, y, z)
 
 

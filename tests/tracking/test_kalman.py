@@ -62,6 +62,29 @@ def test_full_filter_equals_textbook_forms() -> None:
     np.testing.assert_allclose(d2, np.einsum("mi,mij,mj->m", r, np.linalg.inv(S), r))
 
 
+@pytest.mark.parametrize("dim", [2, 3])
+def test_predict_with_shared_noise_is_the_kron_product(dim: int) -> None:
+    """One acceleration std per coordinate for all tracks (the position filter's case), and dt
+    different every frame as real stamps are: the looked-up transition and process noise give
+    exactly the (F kron F) product and np.kron noise, and the textbook prediction."""
+    rng = np.random.default_rng(5)
+    kf = ConstantVelocityKalman(dim)
+    accel = rng.uniform(0.5, 2.0, dim)
+    mean, cov = rng.normal(size=(7, 2 * dim)), _random_spd(rng, 7, 2 * dim)
+    for dt in (0.1, 0.1003, 0.0331, 1.7):
+        F = np.eye(2 * dim)
+        F[:dim, dim:] = dt * np.eye(dim)
+        block = np.array([[dt**3 / 3.0, dt**2 / 2.0], [dt**2 / 2.0, dt]])
+        Q = np.kron(block, np.eye(dim) * accel**2)
+        np.testing.assert_array_equal(kf.process_noise(dt, accel), Q)
+        m1, c1 = kf.predict(mean, cov, dt, accel)
+        kron = (cov.reshape(len(cov), -1) @ np.kron(F, F).T).reshape(cov.shape) + Q
+        np.testing.assert_array_equal(c1, kron)
+        m2, c2 = _textbook_predict(mean, cov, dt, np.broadcast_to(accel**2, (7, dim)))
+        np.testing.assert_allclose(m1, m2, atol=1e-12)
+        np.testing.assert_allclose(c1, c2, atol=1e-10)
+
+
 def test_box_filter_equals_full_filter_with_diagonal_noise() -> None:
     """The per-coordinate box filter is the same filter as the full 8-state one."""
     cfg = BoxFilterConfig()

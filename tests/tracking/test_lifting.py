@@ -98,6 +98,8 @@ def test_fallback_and_unknown(camera: CameraModel) -> None:
     out = lift_detections(camera, boxes, empty, np.array([20.0, 0.0]), NO_OFFSET)
     assert out.source.tolist() == [SOURCE_DETECTION, SOURCE_NONE]
     assert out.depth_m[0] == 20.0 and np.isnan(out.positions_vehicle[1]).all()
+    unknown = (out.positions_camera[1], out.covariances_vehicle[1], out.sizes_m[1])
+    assert all(np.isnan(a).all() for a in unknown)  # NaN throughout, not just the position
     # The fallback is less certain than the same depth read from a map.
     mapped = lift_detections(
         camera, boxes[:1], scene_depth(camera, boxes[:1], [20.0]), config=NO_OFFSET
@@ -105,7 +107,9 @@ def test_fallback_and_unknown(camera: CameraModel) -> None:
     assert out.covariances_vehicle[0, 0, 0] > 3 * mapped.covariances_vehicle[0, 0, 0]
     # No depth map at all, no boxes.
     assert lift_detections(camera, boxes).source.tolist() == [SOURCE_NONE, SOURCE_NONE]
-    assert lift_detections(camera, np.zeros((0, 4)), empty).positions_vehicle.shape == (0, 3)
+    none = lift_detections(camera, np.zeros((0, 4)), empty)
+    assert none.positions_vehicle.shape == (0, 3) and none.covariances_vehicle.shape == (0, 3, 3)
+    assert none.sizes_m.shape == (0, 2) and none.source.dtype == np.uint8
 
 
 def test_occluder_in_front_of_part_of_the_box(camera: CameraModel) -> None:

@@ -24,6 +24,7 @@ from perception.sources import FrameSource, SourceError, open_source
 
 INFO_PERIOD_S = 1.0
 MAX_BACKOFF_S = 10.0
+SEND_WAIT_S = 0.02  # the longest a file source waits for its frame to go out
 
 
 @dataclass
@@ -68,7 +69,7 @@ class CameraPublisher:
             CameraModel.load(resolve_data_path(config.calibration)) if config.calibration else None
         )
         instance = config.instance or None
-        self.frames_pub = node.advertise("camera/frames", instance)
+        self.frames_pub = node.advertise("camera/frames", instance, track_sends=True)
         self.info_pub = node.advertise("camera/info", instance) if self.model else None
         if self.model and self.model.name != config.camera:
             # one calibration file may serve several cameras: the node's name wins
@@ -140,6 +141,12 @@ class CameraPublisher:
             if not self.node.running:
                 return False
         self._publish(frame.image_bgr, time.time_ns())
+        if frame.time_s is not None:
+            # A file source reads (or renders) its next frame ahead of time, right now: first
+            # let this one go out. Working alongside its delivery made it reach the detector
+            # ~0.6 ms later on a 2-core machine. (A live source's next read waits for the
+            # device anyway, and must not be delayed by a slow subscriber.)
+            self.frames_pub.wait_sent(SEND_WAIT_S)
         return True
 
     def _publish(self, image: np.ndarray, stamp_ns: int) -> None:

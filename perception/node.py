@@ -146,8 +146,12 @@ class Node:
         self._poller.register(sub.socket, zmq.POLLIN)
         return sub
 
-    def advertise(self, topic: str, instance: str | None = None) -> Publisher:
-        pub = Publisher(topic, self.config.bus, instance=instance, context=self.context)
+    def advertise(
+        self, topic: str, instance: str | None = None, track_sends: bool = False
+    ) -> Publisher:
+        pub = Publisher(
+            topic, self.config.bus, instance=instance, context=self.context, track_sends=track_sends
+        )
         self.outputs[pub.key] = pub
         return pub
 

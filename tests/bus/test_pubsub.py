@@ -169,6 +169,27 @@ def test_publisher_refuses_the_wrong_type_and_a_taken_address(bus: BusConfig) ->
     pub.close()
 
 
+def test_wait_sent_returns_once_zeromq_lets_go_of_the_frame(bus: BusConfig) -> None:
+    image = np.zeros((384, 640, 3), np.uint8)  # large enough to be sent without a copy
+    frame = CameraFrame(frame_id="cam", width=640, height=384, image=image)
+    alone = Publisher("camera/frames", bus, track_sends=True)
+    alone.publish(frame)  # no subscriber: dropped, so released at once
+    assert alone.wait_sent(1.0)
+    alone.close()
+    pub = Publisher("camera/frames", bus, instance="tracked", track_sends=True)
+    sub = Subscriber("camera/frames", bus, instances=["tracked"])
+    time.sleep(0.5)  # slow joiner
+    pub.publish(frame)
+    assert pub.wait_sent(5.0)
+    got = sub.receive(timeout_ms=5000)
+    assert len(got) == 1 and np.array_equal(got[0].image, image)
+    untracked = Publisher("camera/frames", bus, instance="untracked")
+    with pytest.raises(RuntimeError, match="track_sends"):
+        untracked.wait_sent(0.1)
+    for closable in (pub, sub, untracked):
+        closable.close()
+
+
 def test_transit_is_kept_only_when_the_clock_is_shared() -> None:
     stats = InputStats(expected_rate_hz=10)
     stats.on_message("cam", 0, now_ns=5_000_000)

@@ -24,7 +24,6 @@ from perception.sources import FrameSource, SourceError, open_source
 
 INFO_PERIOD_S = 1.0
 MAX_BACKOFF_S = 10.0
-SEND_WAIT_S = 0.02  # the longest a file source waits for its frame to go out
 
 
 @dataclass
@@ -146,7 +145,7 @@ class CameraPublisher:
             # let this one go out. Working alongside its delivery made it reach the detector
             # ~0.6 ms later on a 2-core machine. (A live source's next read waits for the
             # device anyway, and must not be delayed by a slow subscriber.)
-            self.frames_pub.wait_sent(SEND_WAIT_S)
+            self.frames_pub.wait_sent()
         return True
 
     def _publish(self, image: np.ndarray, stamp_ns: int) -> None:

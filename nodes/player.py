@@ -101,7 +101,7 @@ class Player:
         self.publishers: dict[str, Publisher] = {}
         for key in sorted(self.channels):
             topic, instance = split_key(key)
-            self.publishers[key] = node.advertise(topic, instance)
+            self.publishers[key] = node.advertise(topic, instance, track_sends=True)
         self.answers: Subscriber | None = None
         if config.lockstep:
             topic, instance = split_key(config.lockstep_topic)
@@ -229,9 +229,14 @@ class Player:
         except RecordDecodeError as exc:
             self.node.reject("bad_record", str(exc))
             return
+        publisher = self.publishers[rec.channel.topic]
         with self.node.stage("publish"):
-            self.publishers[rec.channel.topic].publish(msg)
+            publisher.publish(msg)
         self.played += 1
+        if not self.config.lockstep:
+            # Read the next record (chunk decompression) only once this one is out, as the
+            # camera node does: working alongside a frame's delivery delays it.
+            publisher.wait_sent()
         if self.answers is not None and rec.channel.bus_topic == self.config.lockstep_gate:
             self._await_answer(msg.stamp_ns)
 

@@ -32,6 +32,7 @@ from perception.logs import RateLimitedLog
 from perception.msgs import Message
 
 SAME_HOST_PREFIXES = ("ipc://", "tcp://127.", "tcp://localhost:")
+SEND_WAIT_S = 0.02  # wait_sent's default: the longest a sender waits for one message to go out
 MAX_BATCH = (
     1000  # messages taken off a socket per receive() call, so one input cannot starve others
 )
@@ -106,7 +107,7 @@ class Publisher:
         self._seq += 1
         self.published += 1
 
-    def wait_sent(self, timeout_s: float) -> bool:
+    def wait_sent(self, timeout_s: float = SEND_WAIT_S) -> bool:
         """Wait up to ``timeout_s`` until ZeroMQ has let go of the last message's buffers (it
         went out to every subscriber, or was dropped); True when it has. Needs
         ``track_sends=True``.

@@ -373,7 +373,7 @@ class Engine:
 
         results = []
         for i, (dec, box, camera) in enumerate(zip(decoded, boxes, cameras, strict=True)):
-            keep = dec.scores >= threshold
+            keep = dec.scores >= threshold  # the exact cut: decoding keeps a hair more
             # Boxes back to the source image (x_src = a * x_in + b), clipped to it.
             sx, ox, sy, oy = box.affine_to_source()
             scale = np.array([sx, sy, sx, sy], np.float32)

@@ -108,9 +108,12 @@ class Publisher:
         self.published += 1
 
     def wait_sent(self, timeout_s: float = SEND_WAIT_S) -> bool:
-        """Wait up to ``timeout_s`` until ZeroMQ has let go of the last message's buffers (it
-        went out to every subscriber, or was dropped); True when it has. Needs
-        ``track_sends=True``.
+        """Wait up to ``timeout_s`` until ZeroMQ has let go of the last message (it went out to
+        every subscriber, or was dropped); True when it has. Needs ``track_sends=True``.
+
+        What is tracked is the message's last part, its last array: ZeroMQ writes a message's
+        parts in order, and pyzmq copies parts under 64 kB at once, so this waits for the
+        message whenever its last array is the large one (frames and depth maps have one).
 
         A source that starts on its next frame at once competes for the CPU with the delivery
         of the frame it just sent: on the 2-core reference VM a 640x384 frame then reached

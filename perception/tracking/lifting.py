@@ -215,10 +215,10 @@ def lift_detections(
     # Rays of the box centre, the four edge midpoints (left, right, top, bottom) and the point
     # a pixel below the bottom one (the ground prior's slope), undistorted in one call.
     uv = np.empty((6, n, 2))
-    uv[:] = 0.5 * (boxes[:, :2] + boxes[:, 2:])
+    uv[:4] = 0.5 * (boxes[:, :2] + boxes[:, 2:])
     uv[1:3, :, 0] = boxes[:, 0::2].T
-    uv[3:5, :, 1] = boxes[:, 1::2].T
-    np.add(boxes[:, 3], 1.0, out=uv[5, :, 1])
+    uv[3, :, 1] = boxes[:, 1]
+    _ground_points_into(uv[4:], boxes)
     xy = camera.undistort_points(uv.reshape(-1, 2)).reshape(6, n, 2)  # normalized coordinates
     rays = np.ones((3, n, 3))  # centre, bottom, below the bottom; camera frame, z = 1
     rays[0, :, :2] = xy[0]
@@ -281,12 +281,18 @@ def ground_depths(
     b = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
     n = len(b)
     uv = np.empty((2, n, 2))
-    uv[:, :, 0] = 0.5 * (b[:, 0] + b[:, 2])
-    uv[0, :, 1] = b[:, 3]
-    np.add(b[:, 3], 1.0, out=uv[1, :, 1])
+    _ground_points_into(uv, b)
     rays = np.ones((2 * n, 3))  # camera frame, z = 1: the scale is the depth
     rays[:, :2] = camera.undistort_points(uv.reshape(-1, 2))
     return _ground_depths_of_rays(camera, rays, cfg)
+
+
+def _ground_points_into(uv: np.ndarray, boxes: np.ndarray) -> None:
+    """Write into ``uv`` (2, N, 2) each box's bottom-edge midpoint, then the point a pixel
+    below it (the ground depth's sensitivity to the bottom edge)."""
+    uv[:, :, 0] = 0.5 * (boxes[:, 0] + boxes[:, 2])
+    uv[0, :, 1] = boxes[:, 3]
+    np.add(boxes[:, 3], 1.0, out=uv[1, :, 1])
 
 
 def _ground_depths_of_rays(

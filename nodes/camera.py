@@ -194,6 +194,7 @@ def run(config: CameraConfig) -> int:
     with Node("camera", config.node) as node:
         cam = CameraPublisher(node, config)
         node.on_close(cam.source.close)
+        node.ready()
         node.sleep_until(time.monotonic_ns() + int(config.start_delay_s * 1e9))
         node.log.info(
             "publishing %s from %s on %s", config.camera, config.source, cam.frames_pub.address

@@ -159,6 +159,7 @@ class Player:
 
     def wait_ready(self) -> None:
         """Wait for the named nodes, then the slow-joiner pause."""
+        self.node.ready()  # set up: in a composed process, the nodes listed after it start now
         self._wait_nodes(self.config.wait_nodes)
         self.node.sleep_until(time.monotonic_ns() + int(self.config.wait_subscribers_s * 1e9))
 

@@ -6,7 +6,9 @@ doubles with each consecutive crash, gives up on a node that crash-loops (more t
 ``max_restarts`` restarts inside ``restart_window_s``) and says so, escalates shutdown
 SIGINT -> SIGTERM -> SIGKILL, shows a live status table, and exits non-zero when a required node
 failed. Nodes stop in launch-file order (list sources first), so none loses what its upstream
-sent last. Each node runs as ``python -m nodes.<kind> --params YAML`` in the launch's namespace.
+sent last. Each node runs as ``python -m nodes.<kind> --params YAML`` in the launch's namespace;
+nodes given the same ``process`` name share one process instead (``perception/container.py``:
+in-process links between them), supervised as one.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import yaml
 from perception.bus import BusConfig, Subscriber
 from perception.commands.run import NODES
 from perception.config import from_dict
+from perception.container import MemberSpec, container_params
 from perception.errors import UserError
 from perception.msgs import NodeStatus
 from perception.node import StopSignal, repeated_signal
@@ -52,6 +55,10 @@ class NodeSpec:
     required: bool = True
     exit_on_finish: bool = False  # when it exits 0, stop the whole launch (players, demos)
     env: dict[str, str] = field(default_factory=dict)
+    # Nodes with the same non-empty name run in one process, talking in-process (list sources
+    # first). The group restarts as one: respawn only if all members do, with the most patient
+    # delay and window and the fewest restarts; required if any member is.
+    process: str = ""
 
 
 @dataclass
@@ -83,7 +90,26 @@ class LaunchFile:
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise UserError(f"{path}: node names must be unique: {', '.join(sorted(dupes))}")
+        for group, members in launch.groups():
+            if group in names and [m.name for m in members] != [group]:
+                raise UserError(f"{path}: process {group!r} has the name of another node")
+            envs: dict[str, str] = {}
+            for m in members:
+                clash = [k for k, v in m.env.items() if envs.setdefault(k, v) != v]
+                if clash:
+                    raise UserError(
+                        f"{path}: process {group!r}: its nodes set {clash[0]} differently "
+                        "(one process has one environment)"
+                    )
         return launch
+
+    def groups(self) -> list[tuple[str, list[NodeSpec]]]:
+        """The launch's processes in launch-file order (each at its first node): a name and
+        its nodes. A node without ``process`` is a process of its own, named after it."""
+        out: dict[str, list[NodeSpec]] = {}
+        for spec in self.nodes:
+            out.setdefault(spec.process or spec.name, []).append(spec)
+        return list(out.items())
 
 
 def apply_overrides(launch: LaunchFile, overrides: list[str]) -> None:
@@ -107,11 +133,31 @@ def apply_overrides(launch: LaunchFile, overrides: list[str]) -> None:
         params[leaf] = value
 
 
+def group_spec(name: str, members: list[NodeSpec]) -> NodeSpec:
+    """The supervision policy of a process of several nodes (see ``NodeSpec.process``)."""
+    if len(members) == 1 and not members[0].process:
+        return members[0]
+    return NodeSpec(
+        name=name,
+        node=members[0].node,
+        respawn=all(m.respawn for m in members),
+        respawn_delay_s=max(m.respawn_delay_s for m in members),
+        max_restarts=min(m.max_restarts for m in members),
+        restart_window_s=max(m.restart_window_s for m in members),
+        required=any(m.required for m in members),
+        exit_on_finish=any(m.exit_on_finish for m in members),
+        env={k: v for m in members for k, v in m.env.items()},
+        process=name,
+    )
+
+
 @dataclass
 class Process:
-    """A node's supervised process and its restart bookkeeping."""
+    """A supervised process (one node, or a ``process`` group of them) and its restart
+    bookkeeping."""
 
-    spec: NodeSpec
+    spec: NodeSpec  # its supervision policy
+    members: list[NodeSpec]
     popen: subprocess.Popen[bytes] | None = None
     state: str = "starting"  # starting running restarting finished failed stopped
     restarts: int = 0
@@ -120,7 +166,7 @@ class Process:
     started_at: float = 0.0
     restart_at: float = 0.0
     exit_code: int | None = None
-    status: NodeStatus | None = None
+    statuses: dict[str, NodeStatus] = field(default_factory=dict)  # by node name
 
 
 def _die_with_parent() -> None:
@@ -142,7 +188,7 @@ class Launcher:
             namespace or launch.namespace or os.environ.get("PERCEPTION_NAMESPACE", "default")
         )
         self.bus = from_dict(BusConfig, {**launch.bus, "namespace": self.namespace})
-        self.procs = [Process(spec) for spec in launch.nodes]
+        self.procs = [Process(group_spec(n, m), m) for n, m in launch.groups()]
         self.out = out
         self.table_period_s = table_period_s
         self.stopping = False
@@ -152,14 +198,24 @@ class Launcher:
         self._signals: list[StopSignal] = []
 
     # -- processes --------------------------------------------------------------------------
-    def command(self, spec: NodeSpec) -> list[str]:
+    def node_params(self, spec: NodeSpec) -> dict[str, Any]:
         params = dict(spec.params)
         node_params = dict(params.get("node", {}))
         node_params.setdefault("name", spec.name)
         node_params.setdefault("drain_on_stop", True)  # stop() signals upstream nodes first
         node_params["bus"] = {**dataclasses.asdict(self.bus), **node_params.get("bus", {})}
         params["node"] = node_params
-        return [sys.executable, "-m", NODES[spec.node], "--params", yaml.safe_dump(params)]
+        return params
+
+    def command(self, proc: Process) -> list[str]:
+        if not proc.spec.process:
+            params = yaml.safe_dump(self.node_params(proc.spec))
+            return [sys.executable, "-m", NODES[proc.spec.node], "--params", params]
+        members = [
+            MemberSpec(m.name, m.node, self.node_params(m), m.exit_on_finish) for m in proc.members
+        ]
+        params = container_params(proc.spec.name, members, self.launch.sigint_timeout_s)
+        return [sys.executable, "-m", "perception.container", "--params", params]
 
     def _start(self, proc: Process) -> None:
         env = {**os.environ, **proc.spec.env}
@@ -168,7 +224,7 @@ class Launcher:
         # Its own session: a Ctrl-C in the terminal reaches only the launcher, which then
         # stops the nodes in order (they would otherwise all get it at once).
         proc.popen = subprocess.Popen(
-            self.command(proc.spec),
+            self.command(proc),
             env=env,
             preexec_fn=_die_with_parent,
             start_new_session=True,
@@ -229,9 +285,9 @@ class Launcher:
                 self._start(proc)
         for name, sub in self._status_subs.items():
             for msg in sub.receive():
-                proc = next(p for p in self.procs if p.spec.name == name)
+                proc = next(p for p in self.procs if any(m.name == name for m in p.members))
                 if isinstance(msg, NodeStatus):
-                    proc.status = msg
+                    proc.statuses[name] = msg
 
     def stop(self) -> None:
         """Stop every node: SIGINT, then SIGTERM, then SIGKILL, each after its timeout.
@@ -280,15 +336,17 @@ class Launcher:
         rows = [f"{'node':16} {'pid':>7} {'state':11} {'restarts':>8} {'rate Hz':>8}  health"]
         for p in self.procs:
             pid = p.popen.pid if p.popen is not None else 0
-            rate = "-"
-            health = ""
-            if p.status is not None and p.state == "running":
-                rates = [o.get("rate_hz", 0.0) for o in p.status.outputs.values()]
-                rate = f"{max(rates):.1f}" if rates else "-"
-                health = p.status.state + (f": {p.status.message}" if p.status.message else "")
-            rows.append(
-                f"{p.spec.name:16} {pid:>7} {p.state:11} {p.restarts:>8} {rate:>8}  {health}"
-            )
+            for member in p.members:  # one row per node; a process's nodes share its pid
+                rate = "-"
+                health = ""
+                status = p.statuses.get(member.name)
+                if status is not None and p.state == "running":
+                    rates = [o.get("rate_hz", 0.0) for o in status.outputs.values()]
+                    rate = f"{max(rates):.1f}" if rates else "-"
+                    health = status.state + (f": {status.message}" if status.message else "")
+                rows.append(
+                    f"{member.name:16} {pid:>7} {p.state:11} {p.restarts:>8} {rate:>8}  {health}"
+                )
         return "\n".join(rows)
 
     # -- main loop --------------------------------------------------------------------------
@@ -302,9 +360,10 @@ class Launcher:
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             for proc in self.procs:
-                self._status_subs[proc.spec.name] = Subscriber(
-                    "status", self.bus, instances=[proc.spec.name]
-                )
+                for member in proc.members:
+                    self._status_subs[member.name] = Subscriber(
+                        "status", self.bus, instances=[member.name]
+                    )
                 self._start(proc)
             started = time.monotonic()
             next_table = started + self.table_period_s

@@ -18,7 +18,9 @@ def setup_logging(name: str, level: str = "INFO") -> logging.Logger:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    return logging.getLogger(name)
+    logger = logging.getLogger(name)
+    logger.setLevel(level.upper())  # its own: nodes composed in one process each keep theirs
+    return logger
 
 
 class RateLimitedLog:

@@ -267,7 +267,7 @@ class NodeStatus(Message):
         {},
         "per input topic: rate_hz, alive, rate_ok, upstream_valid, received, dropped, "
         "stale_dropped, rejected, rejected_by_reason, transit_ms (median send -> arrival, "
-        "same host only, else null)",
+        "same host only, else null), links (per publisher: inproc, ipc or tcp)",
     )
     outputs: dict[str, Any] = value({}, "per output topic: rate_hz, published")
     stages_ms: dict[str, Any] = value({}, "per stage: median and p99 latency over the period")

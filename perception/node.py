@@ -27,6 +27,7 @@ from typing import Any, NoReturn, TypeVar
 import zmq
 
 from perception.bus import BusConfig, Publisher, QueuePolicy, Subscriber
+from perception.bus import local as local_bus
 from perception.config import add_config_arguments, config_from_args
 from perception.errors import UserError
 from perception.logs import RateLimitedLog, setup_logging
@@ -98,7 +99,10 @@ class Node:
         self.name = config.name or kind
         self.config = config
         self.log = setup_logging(self.name, config.log_level)
-        self.context: zmq.Context[Any] = zmq.Context()
+        # In a composed process (perception/container.py) the nodes share one context and reach
+        # each other in-process; the container takes the signals and stops its nodes in order.
+        self.local = local_bus.current()
+        self.context: zmq.Context[Any] = self.local.context if self.local else zmq.Context()
         self.inputs: dict[str, Subscriber] = {}
         self.outputs: dict[str, Publisher] = {}
         self.stages: dict[str, StageTimer] = {}
@@ -110,13 +114,19 @@ class Node:
         self._closing = False
         self._on_close: list[Callable[[], None]] = []
         self._started_ns = time.monotonic_ns()
+        self._set_up = False  # the first loop step has come
         self._last_status_ns = 0
         self._last_output_counts: dict[str, tuple[int, int]] = {}
         self._warn = RateLimitedLog(self.log)
         self._poller = zmq.Poller()
-        self._status = Publisher("status", config.bus, instance=self.name, context=self.context)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_signal)
+        self._status = Publisher(
+            "status", config.bus, instance=self.name, context=self.context, local=self.local
+        )
+        if self.local is not None:
+            self.local.node_opened(self)
+        else:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self._on_signal)
 
     # -- wiring -----------------------------------------------------------------------------
     def subscribe(
@@ -141,6 +151,7 @@ class Node:
             expected_rate_hz=self.config.expected_rates.get(topic),
             policy=policy,
             log=self.log,
+            local=self.local,
         )
         self.inputs[topic] = sub
         self._poller.register(sub.socket, zmq.POLLIN)
@@ -150,7 +161,12 @@ class Node:
         self, topic: str, instance: str | None = None, track_sends: bool = False
     ) -> Publisher:
         pub = Publisher(
-            topic, self.config.bus, instance=instance, context=self.context, track_sends=track_sends
+            topic,
+            self.config.bus,
+            instance=instance,
+            context=self.context,
+            track_sends=track_sends,
+            local=self.local,
         )
         self.outputs[pub.key] = pub
         return pub
@@ -160,14 +176,21 @@ class Node:
         self._on_close.append(callback)
 
     # -- loop helpers -----------------------------------------------------------------------
-    def wait(self, timeout_s: float) -> list[Subscriber]:
-        """Wait up to ``timeout_s`` for any input; publishes status when due."""
+    def wait(
+        self, timeout_s: float, inputs: Sequence[Subscriber] | None = None
+    ) -> list[Subscriber]:
+        """Wait up to ``timeout_s`` for any input (or any of ``inputs``: an input that is only
+        read along with another need not wake the node); publishes status when due."""
         self.spin_once()
         if not self.inputs:
             time.sleep(max(0.0, timeout_s))
             self.note_input(False)
             return []
-        ready = dict(self._poller.poll(max(0, int(timeout_s * 1000))))
+        timeout_ms = max(0, int(timeout_s * 1000))
+        if inputs is None:
+            ready = dict(self._poller.poll(timeout_ms))
+        else:
+            ready = dict(zmq.zmq_poll([(s.socket, zmq.POLLIN) for s in inputs], timeout_ms))
         self.spin_once()
         self.note_input(bool(ready))
         return [s for s in self.inputs.values() if s.socket in ready]
@@ -223,7 +246,18 @@ class Node:
         self.state, self.state_message = state, message
 
     # -- status -----------------------------------------------------------------------------
+    def ready(self) -> None:
+        """Say that set-up (sockets, models) is done; the first loop step says it anyway. In a
+        composed process the container waits for this before it starts its next node, and
+        holds this one here until all are set up. A source that pauses for late subscribers
+        calls it first, so that its pause starts when the others are up."""
+        if not self._set_up:
+            self._set_up = True
+            if self.local is not None:
+                self.local.node_ready(self)
+
     def spin_once(self) -> None:
+        self.ready()
         now = time.monotonic_ns()
         if now - self._last_status_ns >= self.config.status_period_s * 1e9:
             self._publish_status(now)
@@ -247,7 +281,9 @@ class Node:
             uptime_s=(now_ns - self._started_ns) / 1e9,
             state=state,
             message=self.state_message,
-            inputs={t: s.stats.report(now_ns) for t, s in self.inputs.items()},
+            inputs={
+                t: {**s.stats.report(now_ns), "links": s.links()} for t, s in self.inputs.items()
+            },
             outputs=outputs,
             stages_ms={k: v.report() for k, v in self.stages.items()},
             counters=dict(self.counters),
@@ -260,21 +296,27 @@ class Node:
 
     # -- lifecycle --------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.request_stop(signum):
+            raise KeyboardInterrupt  # a second signal: stop now, even mid-way through a long step
+
+    def request_stop(self, signum: int = signal.SIGINT) -> bool:
+        """Stop as a stop signal ``signum`` asks (draining first, if this node does); True for
+        a second request, which stops the loop at once."""
         name = signal.Signals(signum).name
         now = time.monotonic()
         if self._closing or repeated_signal(self._stop_signal, signum, now):
-            return  # closing already (SIGKILL remains for a hang), or the same request again
+            return False  # closing already (SIGKILL remains for a hang), or the same request
         if self._stop_signal is not None:
-            # a second signal: stop now, even mid-way through a long step
             self.log.info("received %s again, stopping at once", name)
             self.running = False
-            raise KeyboardInterrupt
+            return True
         self._stop_signal = (signum, now)
         if self.drain_on_stop:
             self.log.info("received %s, finishing queued input before stopping", name)
         else:
             self.log.info("received %s, shutting down", name)
             self.running = False
+        return False
 
     def close(self) -> None:
         self.running = False
@@ -290,7 +332,8 @@ class Node:
             sub.close()
         for pub in [*self.outputs.values(), self._status]:
             pub.close()
-        self.context.term()
+        if self.local is None:  # a shared context is the container's to end
+            self.context.term()
         self.log.info("stopped")
 
     def __enter__(self) -> Node:

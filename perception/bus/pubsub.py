@@ -26,12 +26,13 @@ from perception.bus.codec import (
 )
 from perception.bus.endpoints import BusConfig, channel_key, endpoint
 from perception.bus.health import InputStats
+from perception.bus.local import LocalBus
 from perception.bus.topics import QueuePolicy, Topic, get_topic
 from perception.errors import UserError
 from perception.logs import RateLimitedLog
 from perception.msgs import Message
 
-SAME_HOST_PREFIXES = ("ipc://", "tcp://127.", "tcp://localhost:")
+SAME_HOST_PREFIXES = ("ipc://", "tcp://127.", "tcp://localhost:", "inproc://")
 SEND_WAIT_S = 0.02  # wait_sent's default: the longest a sender waits for one message to go out
 MAX_BATCH = (
     1000  # messages taken off a socket per receive() call, so one input cannot starve others
@@ -74,7 +75,10 @@ class Publisher:
         context: zmq.Context[Any] | None = None,
         validate: bool = True,
         track_sends: bool = False,
+        local: LocalBus | None = None,
     ) -> None:
+        """``local``: the process's shared bus (nodes composed in one process); the publisher
+        then uses its context and binds in-process too."""
         self.topic = get_topic(topic)
         self.key = channel_key(topic, instance)
         self.address = endpoint(bus, topic, instance)
@@ -84,10 +88,14 @@ class Publisher:
         self._topic_bytes = topic
         self._seq = 0
         self.published = 0
+        if local is not None:
+            context = local.context
         self._sock = (context or zmq.Context.instance()).socket(zmq.PUB)
         _socket_options(self._sock, self.topic)
         try:
             self._sock.bind(self.address)
+            if local is not None:
+                local.bind(self._sock, self.address)
         except zmq.ZMQError as exc:
             self._sock.close(0)
             raise UserError(f"cannot publish {self.key} on {self.address}: {exc}") from None
@@ -147,10 +155,16 @@ class Subscriber:
         expected_rate_hz: float | None = None,
         policy: QueuePolicy | None = None,
         log: logging.Logger | None = None,
+        local: LocalBus | None = None,
     ) -> None:
+        """``local``: the process's shared bus; a publisher already in this process is then
+        reached in-process (its ``addresses`` entry says ``inproc://``)."""
         self.topic = get_topic(topic)
         self.policy = policy or self.topic.policy
         self.addresses = [endpoint(bus, topic, inst) for inst in instances]
+        if local is not None:
+            context = local.context
+            self.addresses = [local.connect_address(a) for a in self.addresses]
         self.stats = InputStats(
             expected_rate_hz=self.topic.rate_hz if expected_rate_hz is None else expected_rate_hz
         )
@@ -169,6 +183,10 @@ class Subscriber:
         self.socket.setsockopt(zmq.SUBSCRIBE, self._topic_bytes)
         for address in self.addresses:
             self.socket.connect(address)
+
+    def links(self) -> list[str]:
+        """How each publisher is reached: ``inproc`` (same process), ``ipc`` or ``tcp``."""
+        return [a.partition("://")[0] for a in self.addresses]
 
     # -- receiving --------------------------------------------------------------------------
     def receive(self, timeout_ms: int = 0) -> list[Message]:

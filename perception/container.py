@@ -1,0 +1,238 @@
+"""Several nodes in one process: a launch file's ``process: NAME`` group.
+
+Each node runs its usual ``main`` in a thread of its own; they share one ZeroMQ context, and a
+subscriber reaches a publisher of the same process in-process, without a copy and without
+ZeroMQ's I/O threads (:mod:`perception.bus.local`). Everything else is as for separate
+processes: the same topics on the same endpoints for everyone outside, one status per node,
+the same parameters. What is given up is isolation: a node that crashes the interpreter takes
+the others with it, and the launcher restarts the group together.
+
+Start-up runs in launch-file order, each node once the one before has set up (reached its
+loop), so in-process links go from earlier nodes to later ones: list sources first. All nodes
+then start their loops together: a camera does not play into a detector still loading its
+network. A stop request stops the nodes in launch-file order, each once the ones before it have
+finished (a draining node first processes what its upstream sent), as the launcher does for
+processes; a second request stops all at once. The process exits non-zero when a node failed
+(the others are stopped first), 0 when all finished or an ``exit_on_finish`` node did.
+
+Run by the launcher as ``python -m perception.container --params YAML``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import yaml
+
+from perception.bus import local as local_bus
+from perception.commands.run import NODES
+from perception.config import from_dict
+from perception.errors import UserError
+from perception.logs import setup_logging
+from perception.node import Node, StopSignal, exit_process, repeated_signal
+
+HURRY_JOIN_S = 3.0  # after a second stop request, how long the nodes get to return
+
+
+@dataclass
+class MemberSpec:
+    """One node of the process: as in a launch file, parameters already complete."""
+
+    name: str
+    node: str
+    params: dict[str, Any] = field(default_factory=dict)
+    exit_on_finish: bool = False
+
+
+@dataclass
+class ContainerSpec:
+    name: str
+    members: list[MemberSpec]
+    sigint_timeout_s: float = 5.0
+
+
+class Member:
+    """A node's thread, its Node once opened, and how it ended."""
+
+    def __init__(self, spec: MemberSpec, local: local_bus.LocalBus) -> None:
+        self.spec = spec
+        self.local = local
+        self.node: Node | None = None
+        self.ready = threading.Event()
+        self.stop_signal: int | None = None  # asked to stop before its Node was open
+        self.exit_code: int | None = None
+        self.thread = threading.Thread(target=self._run, name=spec.name, daemon=True)
+
+    def _run(self) -> None:
+        local_bus.use(self.local)  # the nodes this thread opens join the process's bus
+        try:
+            module = importlib.import_module(NODES[self.spec.node])
+            code = int(module.main(["--params", yaml.safe_dump(self.spec.params)]) or 0)
+        except SystemExit as exc:  # argparse and friends
+            code = exc.code if isinstance(exc.code, int) else 2
+        except BaseException:  # one node's crash must end the process: the launcher restarts it
+            logging.getLogger(self.spec.name).exception("crashed")
+            code = 1
+        self.exit_code = code
+        self.ready.set()
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def request_stop(self, signum: int) -> None:
+        if self.node is None:
+            self.stop_signal = signum
+        else:
+            self.node.request_stop(signum)
+
+
+class Container:
+    def __init__(self, spec: ContainerSpec) -> None:
+        if not spec.members:
+            raise UserError(f"process {spec.name}: no nodes")
+        for m in spec.members:
+            if m.node not in NODES:
+                raise UserError(f"process {spec.name}: unknown node kind {m.node!r}")
+        self.spec = spec
+        self.log = setup_logging(spec.name)
+        self.local = local_bus.LocalBus()
+        self.members = [Member(m, self.local) for m in spec.members]
+        self._by_thread = {m.thread: m for m in self.members}
+        self._released = threading.Event()
+        self._signals: list[StopSignal] = []
+        self._stopping = False
+        self.local.watch(opened=self._node_opened, ready=self._node_ready)
+
+    # -- called from the node threads -------------------------------------------------------
+    def _member(self) -> Member | None:
+        return self._by_thread.get(threading.current_thread())
+
+    def _node_opened(self, node: Node) -> None:
+        member = self._member()
+        if member is None:
+            return
+        member.node = node
+        if member.stop_signal is not None:
+            node.request_stop(member.stop_signal)
+
+    def _node_ready(self, node: Node) -> None:
+        member = self._member()
+        if member is None:
+            return
+        member.ready.set()
+        self._released.wait()  # all nodes start their loops together
+
+    # -- main thread ------------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if not repeated_signal(self._signals[-1] if self._signals else None, signum, now):
+            self._signals.append((signum, now))
+
+    def _start(self) -> None:
+        """Start the nodes one by one, each once the one before has set up."""
+        for member in self.members:
+            member.thread.start()
+            while not member.ready.wait(0.05):
+                if self._signals:
+                    return
+            if member.exit_code not in (None, 0):
+                return  # failed while setting up
+
+    def _finished(self) -> bool:
+        """Whether the process is done: all nodes returned, one failed, or an exit_on_finish
+        node finished."""
+        if all(not m.alive() for m in self.members if m.thread.ident is not None):
+            return True
+        for m in self.members:
+            if m.alive() or m.exit_code is None:
+                continue
+            if m.exit_code != 0 or m.spec.exit_on_finish:
+                return True
+        return False
+
+    def _stop_in_order(self, signum: int) -> None:
+        """Ask each node in turn to stop, once the ones before it are done; a further stop
+        request (or a node that does not stop in time) hurries the rest."""
+        self._released.set()
+        handled = len(self._signals)
+        for member in self.members:
+            if not member.alive():
+                continue
+            member.request_stop(signum)
+            deadline = time.monotonic() + self.spec.sigint_timeout_s
+            while member.alive() and time.monotonic() < deadline and len(self._signals) == handled:
+                member.thread.join(0.02)
+            if member.alive():
+                break
+        left = [m for m in self.members if m.alive()]
+        if left:
+            self.log.warning("hurrying %s", ", ".join(m.spec.name for m in left))
+            for member in left:
+                member.request_stop(signum)  # a second request: stop at once
+                if member.node is not None:
+                    member.node.running = False
+            deadline = time.monotonic() + HURRY_JOIN_S
+            for member in left:
+                member.thread.join(max(0.0, deadline - time.monotonic()))
+
+    def run(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        self._start()
+        self._released.set()
+        while not self._signals and not self._finished():
+            time.sleep(0.05)
+        signum = self._signals[0][0] if self._signals else signal.SIGINT
+        self._stop_in_order(signum)
+        codes = [m.exit_code for m in self.members if m.exit_code not in (None, 0)]
+        hung = [m.spec.name for m in self.members if m.alive()]
+        if hung:
+            self.log.error("%s did not stop", ", ".join(hung))
+            return 1  # the shared context cannot end while their sockets are open
+        self.local.close()
+        if codes:
+            failed = [m.spec.name for m in self.members if m.exit_code not in (None, 0, 130)]
+            if failed:
+                self.log.error("failed: %s", ", ".join(failed))
+            return next(c for c in codes if c is not None)
+        return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m perception.container",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--params", required=True, help="the process's nodes, as YAML")
+    args = parser.parse_args(argv)
+    try:
+        doc = yaml.safe_load(args.params)
+        if not isinstance(doc, dict):
+            raise UserError("--params: a map with 'name' and 'members'")
+        spec = from_dict(ContainerSpec, doc, where="--params")
+        return Container(spec).run()
+    except (UserError, yaml.YAMLError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def container_params(name: str, members: list[MemberSpec], sigint_timeout_s: float) -> str:
+    """The ``--params`` YAML for a process of ``members`` (the launcher builds it)."""
+    spec = ContainerSpec(name, members, sigint_timeout_s)
+    return yaml.safe_dump(dataclasses.asdict(spec))
+
+
+if __name__ == "__main__":
+    exit_process(main())

@@ -1,0 +1,188 @@
+"""Nodes composed in one process (a launch file's ``process:``): in-process links, the same
+topics for everyone outside, start-up and stop in launch-file order, restarts as one."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from perception.bus import BusConfig, Publisher, Subscriber
+from perception.bus.local import LocalBus
+from perception.errors import UserError
+from perception.launcher import LaunchFile
+from perception.msgs import CameraFrame, NodeStatus, TrackedObjects
+from tests.conftest import wait_for
+from tests.test_launcher import camera_node, start_launcher, status_of, write_launch
+
+
+def frame(i: int) -> CameraFrame:
+    image = np.full((4, 6, 3), i, np.uint8)
+    return CameraFrame(frame_id="cam", stamp_ns=i, width=6, height=4, image=image)
+
+
+def test_local_link_is_in_process_and_others_still_reach_the_publisher(bus: BusConfig) -> None:
+    local = LocalBus()
+    early_sub = Subscriber("camera/frames", bus, local=local)  # before the publisher: ipc
+    pub = Publisher("camera/frames", bus, local=local)
+    sub = Subscriber("camera/frames", bus, local=local)
+    outside = Subscriber("camera/frames", bus)  # another process's view: the usual endpoint
+    assert sub.links() == ["inproc"]
+    assert early_sub.links() == outside.links() == ["ipc"]
+    got: dict[str, list[int]] = {"sub": [], "early": [], "outside": []}
+    i = 0
+
+    def all_have_some() -> bool:
+        nonlocal i
+        pub.publish(frame(i % 200))
+        i += 1
+        for name, s in (("sub", sub), ("early", early_sub), ("outside", outside)):
+            got[name] += [int(m.image[0, 0, 0]) for m in s.receive(timeout_ms=20)]
+        return all(len(v) >= 3 for v in got.values())
+
+    wait_for(all_have_some, 10, "frames on all three links")
+    # in-process delivery is in order and skips nothing (keep-latest drains, at most)
+    assert got["sub"] == sorted(got["sub"])
+    for s in (early_sub, sub, outside):
+        s.close()
+    pub.close()
+    local.close()
+
+
+def test_launch_file_groups_and_their_checks(tmp_path: Path) -> None:
+    nodes = [
+        {**camera_node("cam"), "process": "vision"},
+        {"name": "mon", "node": "monitor", "params": {}},
+        {"name": "det", "node": "detector", "process": "vision", "required": False},
+    ]
+    launch = LaunchFile.load(write_launch(tmp_path, nodes))
+    groups = launch.groups()
+    assert [(name, [m.name for m in members]) for name, members in groups] == [
+        ("vision", ["cam", "det"]),
+        ("mon", ["mon"]),
+    ]
+    clash = [{**camera_node("cam"), "process": "mon"}, {"name": "mon", "node": "monitor"}]
+    with pytest.raises(UserError, match="process 'mon' has the name of another node"):
+        LaunchFile.load(write_launch(tmp_path, clash))
+    envs = [
+        {**camera_node("a"), "process": "p", "env": {"OMP_NUM_THREADS": "1"}},
+        {**camera_node("b"), "process": "p", "env": {"OMP_NUM_THREADS": "2"}},
+    ]
+    with pytest.raises(UserError, match="set OMP_NUM_THREADS differently"):
+        LaunchFile.load(write_launch(tmp_path, envs))
+
+
+def _stack(folder: Path, frames: int) -> list[dict[str, Any]]:
+    """Camera (a folder of frames, once), detector and tracker composed in one process."""
+    return [
+        {
+            "name": "cam",
+            "node": "camera",
+            "process": "perception",
+            "exit_on_finish": True,
+            "params": {
+                "source": str(folder),
+                "fps": 10,
+                "calibration": "calibration/synthetic_front.yaml",
+                "node": {"status_period_s": 0.3},
+            },
+        },
+        {
+            "name": "det",
+            "node": "detector",
+            "process": "perception",
+            "params": {"random_model": "nano", "node": {"status_period_s": 0.3}},
+        },
+        {
+            "name": "trk",
+            "node": "tracker",
+            "process": "perception",
+            "params": {"node": {"status_period_s": 0.3}},
+        },
+    ]
+
+
+def _frames_folder(tmp_path: Path, count: int) -> Path:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), rng.integers(0, 255, (96, 160, 3), np.uint8))
+    return folder
+
+
+@pytest.mark.slow
+def test_composed_stack_tracks_every_frame_and_stops_in_order(
+    bus: BusConfig, tmp_path: Path
+) -> None:
+    count = 12
+    launch = write_launch(tmp_path, _stack(_frames_folder(tmp_path, count), count))
+    tracks = Subscriber("perception/tracks", bus)  # connected before anything is sent
+    status = Subscriber("status", bus, instances=["cam", "det", "trk"])
+    proc = start_launcher(launch, bus)
+    stamps: list[int] = []
+    statuses: dict[str, NodeStatus] = {}
+    while proc.poll() is None or len(stamps) < count:
+        stamps += [
+            t.stamp_ns for t in tracks.receive(timeout_ms=50) if isinstance(t, TrackedObjects)
+        ]
+        statuses.update({m.node: m for m in status.receive() if isinstance(m, NodeStatus)})
+        if proc.poll() is not None and not tracks.socket.poll(500):
+            break
+    out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, out
+    # the camera waited for the network to load, and the stop let the tracker finish: all
+    # frames come out tracked, in order
+    assert len(stamps) == count and stamps == sorted(stamps), (len(stamps), out[-3000:])
+    assert {statuses[n].pid for n in ("cam", "det", "trk")} == {statuses["det"].pid}
+    assert statuses["det"].inputs["camera/frames"]["links"] == ["inproc"]
+    assert statuses["trk"].inputs["perception/detections"]["links"] == ["inproc"]
+    assert statuses["trk"].inputs["perception/depth"]["links"] == ["inproc"]
+    assert "perception finished" in out and "stopping the launch" in out
+    # stop order: the detector drained before the tracker was asked
+    assert out.index("[det] stopped") < out.index("[trk] received SIGINT")
+
+
+@pytest.mark.slow
+def test_composed_process_restarts_as_one_and_a_failing_node_fails_it(
+    bus: BusConfig, tmp_path: Path
+) -> None:
+    nodes = [
+        {**camera_node("cam"), "process": "pair", "respawn_delay_s": 0.2},
+        {
+            "name": "mon",
+            "node": "monitor",
+            "process": "pair",
+            "params": {"topics": ["camera/frames"], "node": {"status_period_s": 0.3}},
+        },
+    ]
+    proc = start_launcher(write_launch(tmp_path, nodes), bus, "--duration", "40")
+    status = Subscriber("status", bus, instances=["mon"])
+    first = wait_for(lambda: status_of(status), 30, "monitor status")
+    assert first.inputs["camera/frames"]["links"] == ["inproc"]
+    os.kill(first.pid, signal.SIGKILL)
+    second = wait_for(
+        lambda: (s := status_of(status)) and s.pid != first.pid and s, 30, "restarted process"
+    )
+    assert second.inputs["camera/frames"]["links"] == ["inproc"]
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, out
+    assert "pair died (signal SIGKILL); restarting" in out
+
+    # A node that fails to start (a bad parameter) ends its process non-zero, once the others
+    # are stopped; without respawn the launch fails.
+    broken = [
+        {**camera_node("cam"), "process": "pair", "respawn": False},
+        {**camera_node("bad", encoding="webp"), "process": "pair", "respawn": False},
+    ]
+    proc = start_launcher(write_launch(tmp_path, broken), bus, "--duration", "40")
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 1, out
+    assert "pair died (exit code 2) and respawn is off" in out
+    assert "required node pair failed" in out

@@ -77,7 +77,7 @@ def test_launch_file_groups_and_their_checks(tmp_path: Path) -> None:
         LaunchFile.load(write_launch(tmp_path, envs))
 
 
-def _stack(folder: Path, frames: int) -> list[dict[str, Any]]:
+def _stack(folder: Path) -> list[dict[str, Any]]:
     """Camera (a folder of frames, once), detector and tracker composed in one process."""
     return [
         {
@@ -121,7 +121,7 @@ def test_composed_stack_tracks_every_frame_and_stops_in_order(
     bus: BusConfig, tmp_path: Path
 ) -> None:
     count = 12
-    launch = write_launch(tmp_path, _stack(_frames_folder(tmp_path, count), count))
+    launch = write_launch(tmp_path, _stack(_frames_folder(tmp_path, count)))
     tracks = Subscriber("perception/tracks", bus)  # connected before anything is sent
     status = Subscriber("status", bus, instances=["cam", "det", "trk"])
     proc = start_launcher(launch, bus)

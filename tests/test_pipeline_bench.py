@@ -11,9 +11,20 @@ from tests.conftest import run_perception
 
 
 @pytest.mark.slow
-def test_pipeline_bench_reports_latency_split_as_json() -> None:
+@pytest.mark.parametrize(
+    ("compose", "processes"),
+    [("all", {"camera+detector+tracker"}), ("none", {"camera", "detector", "tracker"})],
+)
+def test_pipeline_bench_reports_latency_split_as_json(compose: str, processes: set[str]) -> None:
     result = run_perception(
-        "bench", "pipeline", "--frames", "15", namespace=f"pipebench{os.getpid()}", timeout=300
+        "bench",
+        "pipeline",
+        "--frames",
+        "15",
+        "--compose",
+        compose,
+        namespace=f"pipebench{os.getpid()}",
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     lines = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
@@ -34,7 +45,8 @@ def test_pipeline_bench_reports_latency_split_as_json() -> None:
         report["capture_to_tracks_ms"]["median"] - stages["forward"], abs=0.02
     )
     assert {"lift", "associate", "publish"} <= set(report["tracker_stages_ms"])
-    assert set(report["cpu_percent"]) >= {"detector", "tracker"}
+    assert set(report["cpu_percent"]) == processes  # per process, named by its nodes
+    assert report["composed"] == ("none" if compose == "none" else "camera+detector+tracker")
 
 
 def test_pipeline_floor_bench_times_the_hops_without_the_work() -> None:

@@ -1,11 +1,17 @@
-"""End-to-end latency of the launched stack: camera -> detector -> tracker, as separate processes.
+"""End-to-end latency of the launched stack: camera -> detector -> tracker.
+
+By default the three share one process, linked in-process (``--compose all``, as
+launch/camera.yaml runs a live camera); ``--compose detector+tracker`` keeps the camera apart (as
+launch/demo.yaml), ``--compose none`` gives each its own process, linked over ipc.
 
 Pre-rendered synthetic frames (rendered once, cached as uncompressed BMP) are played by a camera
 node from an image folder at a fixed rate, so neither rendering nor image decompression competes
 with the stack for the CPU: like a real camera, the source costs next to nothing. This process
-subscribes to frames, detections and tracks and reports, as one JSON object: capture ->
+subscribes to detections and tracks (not to the frames: taking a second copy of each 737 KB frame
+would load the two cores while the detector works on it; the camera's status counts what it
+sent) and reports, as one JSON object: capture ->
 detections and capture -> tracks latency (median, p99), throughput, dropped frames, CPU use per
-node, the detector's and tracker's per-stage medians, the median transit (send -> arrival) of
+process, the detector's and tracker's per-stage medians, the median transit (send -> arrival) of
 each hop, and ``overhead_ms``: the median per-frame time the stack
 adds beyond the network's forward pass (capture -> tracks minus the forward time).
 """
@@ -28,12 +34,16 @@ import yaml
 import zmq
 
 from perception.bus import BusConfig, Subscriber
-from perception.bus.topics import QueuePolicy
 from perception.msgs import Detections, NodeStatus, TrackedObjects
 from perception.paths import PROJECT_ROOT
 from perception.stats import StageMedians, median_p99
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+COMPOSE = {
+    "all": ("camera", "detector", "tracker"),
+    "detector+tracker": ("detector", "tracker"),
+    "none": (),
+}
 
 
 def cached_frames(count: int, seed: int) -> Path:
@@ -67,50 +77,77 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--random-model", default="", help="nano|small|base, random weights")
     parser.add_argument("--device", default="auto", help="detector device")
     parser.add_argument("--seed", type=int, default=7, help="synthetic drive to render")
+    parser.add_argument(
+        "--compose",
+        choices=COMPOSE,
+        default="all",
+        help="which nodes share one process, linked in-process: all (camera, detector and "
+        "tracker, as launch/camera.yaml runs a live camera), detector+tracker (as "
+        "launch/demo.yaml, whose synthetic camera renders in Python), none (a process each, "
+        "linked over ipc)",
+    )
+
+
+def _launch(folder: Path, name: str, *nodes: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """``perception launch`` of ``nodes``, in the benchmark's namespace."""
+    launch_file = folder / f"{name}.yaml"
+    launch_file.write_text(yaml.safe_dump({"nodes": list(nodes)}))
+    cmd = [sys.executable, "-m", "perception.cli", "launch", "--table-period", "0"]
+    return subprocess.Popen(
+        [*cmd, str(launch_file)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    frames_dir = cached_frames(args.frames, args.seed)
     namespace = f"benchpipe{os.getpid()}"
-    bus = BusConfig(namespace=namespace)
+    old = os.environ.get("PERCEPTION_NAMESPACE")
+    os.environ["PERCEPTION_NAMESPACE"] = namespace  # the launches run in it
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return _run(args, BusConfig(namespace=namespace), Path(tmp))
+    finally:
+        if old is None:
+            del os.environ["PERCEPTION_NAMESPACE"]
+        else:
+            os.environ["PERCEPTION_NAMESPACE"] = old
+
+
+def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
+    frames_dir = cached_frames(args.frames, args.seed)
     detector: dict[str, Any] = {"device": args.device, "checkpoint": args.checkpoint}
     if args.random_model:
         detector["random_model"] = args.random_model
-    launch = {
-        "nodes": [
-            {"name": "detector", "node": "detector", "params": detector},
-            {"name": "tracker", "node": "tracker"},
-        ]
-    }
-    camera = {
-        "name": "camera",
-        "node": "camera",
-        "params": {
-            "source": str(frames_dir),
-            "fps": args.fps,
-            "calibration": "calibration/synthetic_front.yaml",
+    nodes: list[dict[str, Any]] = [
+        {
+            "name": "camera",
+            "node": "camera",
+            "exit_on_finish": True,
+            "params": {
+                "source": str(frames_dir),
+                "fps": args.fps,
+                "calibration": "calibration/synthetic_front.yaml",
+            },
         },
-    }
-    frames = Subscriber("camera/frames", bus, policy=QueuePolicy.QUEUE)
+        {"name": "detector", "node": "detector", "params": detector},
+        {"name": "tracker", "node": "tracker"},
+    ]
+    for node in nodes:
+        if node["name"] in COMPOSE[args.compose]:
+            node["process"] = "perception"
+    camera_inside = "camera" in COMPOSE[args.compose]
     dets = Subscriber("perception/detections", bus)
     tracks = Subscriber("perception/tracks", bus)
     status = Subscriber("status", bus, instances=["camera", "detector", "tracker"])
-    with tempfile.TemporaryDirectory() as tmp:
-        stack_file = Path(tmp) / "stack.yaml"
-        stack_file.write_text(yaml.safe_dump(launch))
-        camera_file = Path(tmp) / "camera.yaml"
-        camera_file.write_text(yaml.safe_dump({"nodes": [{**camera, "exit_on_finish": True}]}))
-        env = {**os.environ, "PERCEPTION_NAMESPACE": namespace}
-        cmd = [sys.executable, "-m", "perception.cli", "launch", "--table-period", "0"]
-        stack = subprocess.Popen(
-            [*cmd, str(stack_file)],
-            env=env,
-            cwd=PROJECT_ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        pids: dict[str, int] = {}
-        stage_medians = StageMedians()
+    pids: dict[str, int] = {}
+    stage_medians = StageMedians()
+    if camera_inside:
+        # the process holds the camera until the detector and tracker have set up
+        stack = source = _launch(folder, "stack", *nodes)
+    else:
+        stack = _launch(folder, "stack", *nodes[1:])
         deadline = time.monotonic() + 120
         while not {"detector", "tracker"} <= set(pids) and time.monotonic() < deadline:
             for m in status.receive(timeout_ms=200):
@@ -122,76 +159,87 @@ def run(args: argparse.Namespace) -> int:
             stack.wait(30)
             print(json.dumps({"bench": "pipeline", "error": "the stack did not start"}))
             return 1
-        cam = subprocess.Popen(
-            [*cmd, str(camera_file)],
-            env=env,
-            cwd=PROJECT_ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        t0 = time.monotonic()
-        sent: dict[int, float] = {}
-        to_dets: list[float] = []
-        to_tracks: list[float] = []
-        processed = 0
-        transit: dict[str, float] = {}  # median send -> arrival per hop, from the nodes' status
-        end = time.monotonic() + args.frames / args.fps + 60
-        poller = zmq.Poller()  # wake on any output, so its arrival time is not delayed
-        for sub in (frames, dets, tracks, status):
-            poller.register(sub.socket, zmq.POLLIN)
-        while time.monotonic() < end:
-            # Only the inputs that have something (asking an empty one costs ~0.1 ms when idle),
-            # outputs first: their arrival times are what is measured.
-            ready = dict(poller.poll(50))
-            if tracks.socket in ready:
-                for t in tracks.receive():
-                    if isinstance(t, TrackedObjects) and t.stamp_ns in sent:
-                        to_tracks.append((time.time_ns() - t.stamp_ns) / 1e6)
-                        processed += 1
-            if dets.socket in ready:
-                for d in dets.receive():
-                    if isinstance(d, Detections):
-                        to_dets.append((time.time_ns() - d.stamp_ns) / 1e6)
-            if frames.socket in ready:
-                for m in frames.receive():
-                    sent[m.stamp_ns] = time.monotonic()
-            for m in status.receive() if status.socket in ready else []:
-                if isinstance(m, NodeStatus):
-                    pids.setdefault(m.node, m.pid)
-                    stage_medians.add(m)
-                    for topic, report in m.inputs.items():
-                        if isinstance(report, dict) and report.get("transit_ms") is not None:
-                            transit[f"{topic} -> {m.node}"] = report["transit_ms"]
-            if (
-                cam.poll() is not None
-                and len(sent) >= args.frames
-                and (processed >= len(sent) or time.monotonic() - max(sent.values()) > 5)
-            ):
-                break
-        elapsed = time.monotonic() - t0
-        own_transit = tracks.stats.report()["transit_ms"]
-        if isinstance(own_transit, float):
-            transit["perception/tracks -> bench"] = own_transit
-        cpu = {
-            name: round(100 * (cpu_seconds(pid) - cpu0.get(name, 0.0)) / elapsed, 1)
-            for name, pid in pids.items()
-            if name in cpu0
-        }
-        stack.send_signal(signal.SIGINT)
-        stack.wait(30)
-        cam.wait(30)
+        source = _launch(folder, "camera", nodes[0])
+    # pid -> (CPU seconds, time): when first seen, and at its newest status (a process that
+    # ends with the run is gone by the time the loop ends)
+    cpu0: dict[int, tuple[float, float]] = {}
+    cpu1: dict[int, tuple[float, float]] = {}
+    for pid in set(pids.values()):
+        cpu0[pid] = (cpu_seconds(pid), time.monotonic())
+    first_output: float | None = None
+    frames_sent = 0  # what the camera's newest status says it published
+    last_output = time.monotonic()
+    to_dets: list[float] = []
+    to_tracks: list[float] = []
+    processed = 0
+    transit: dict[str, float] = {}  # median send -> arrival per hop, from the nodes' status
+    end = time.monotonic() + args.frames / args.fps + (180 if camera_inside else 60)
+    poller = zmq.Poller()  # wake on any output, so its arrival time is not delayed
+    for sub in (dets, tracks, status):
+        poller.register(sub.socket, zmq.POLLIN)
+    while time.monotonic() < end:
+        # Only the inputs that have something (asking an empty one costs ~0.1 ms when idle),
+        # outputs first: their arrival times are what is measured.
+        ready = dict(poller.poll(50))
+        if tracks.socket in ready:
+            for t in tracks.receive():
+                if isinstance(t, TrackedObjects):
+                    to_tracks.append((time.time_ns() - t.stamp_ns) / 1e6)
+                    processed += 1
+                    last_output = time.monotonic()
+                    first_output = first_output or last_output
+        if dets.socket in ready:
+            for d in dets.receive():
+                if isinstance(d, Detections):
+                    to_dets.append((time.time_ns() - d.stamp_ns) / 1e6)
+        for m in status.receive() if status.socket in ready else []:
+            if isinstance(m, NodeStatus):
+                pids.setdefault(m.node, m.pid)
+                reading = (cpu_seconds(m.pid), time.monotonic())
+                if reading[0] == reading[0]:  # not NaN: the process is there
+                    cpu0.setdefault(m.pid, reading)
+                    cpu1[m.pid] = reading
+                if m.node == "camera":
+                    published = m.outputs.get("camera/frames", {}).get("published")
+                    if isinstance(published, int):
+                        frames_sent = max(frames_sent, published)
+                stage_medians.add(m)
+                for topic, report in m.inputs.items():
+                    if isinstance(report, dict) and report.get("transit_ms") is not None:
+                        transit[f"{topic} -> {m.node}"] = report["transit_ms"]
+        if (
+            source.poll() is not None
+            # the camera plays every file; its status at exit says so
+            and (args.frames <= frames_sent <= processed or time.monotonic() - last_output > 5)
+        ):
+            break
+    now = time.monotonic()
+    own_transit = tracks.stats.report()["transit_ms"]
+    if isinstance(own_transit, float):
+        transit["perception/tracks -> bench"] = own_transit
+    cpu = {}  # per process: the names of the nodes it runs
+    for pid, (seconds, since) in cpu0.items():
+        final = (cpu_seconds(pid), now)
+        last_seconds, last_at = final if final[0] == final[0] else cpu1[pid]
+        names = "+".join(n for n in ("camera", "detector", "tracker") if pids.get(n) == pid)
+        cpu[names] = round(100 * (last_seconds - seconds) / max(last_at - since, 1e-9), 1)
+    for launch in {stack, source}:
+        launch.send_signal(signal.SIGINT)
+    for launch in {stack, source}:
+        launch.wait(30)
+    # throughput over the frames' span (a composed launch loads its network in the meantime)
+    span = last_output - first_output if first_output is not None else 0.0
 
     stages, tracker_stages = stage_medians.of("detector"), stage_medians.of("tracker")
     forward = stages.get("forward") or 0.0
     to_tracks_stats = median_p99(to_tracks)
     result = {
         "bench": "pipeline",
-        "frames_sent": len(sent),
+        "frames_sent": frames_sent,
         "frames_processed": processed,
-        "dropped_frames": len(sent) - processed,
+        "dropped_frames": frames_sent - processed,
         "fps_in": args.fps,
-        "throughput_fps": round(processed / elapsed, 2) if elapsed else 0.0,
+        "throughput_fps": round((processed - 1) / span, 2) if span > 0 else 0.0,
         "capture_to_detections_ms": median_p99(to_dets),
         "capture_to_tracks_ms": to_tracks_stats,
         "detector_stages_ms": stages,
@@ -199,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
         "transit_ms": transit,
         "overhead_ms": round(to_tracks_stats["median"] - forward, 2) if to_tracks_stats else None,
         "cpu_percent": cpu,
+        "composed": "+".join(COMPOSE[args.compose]) or "none",
         "input": "640x384 synthetic frames",
     }
     print(json.dumps(result), flush=True)

@@ -200,7 +200,8 @@ class Container:
         if hung:
             self.log.error("%s did not stop", ", ".join(hung))
             return 1  # the shared context cannot end while their sockets are open
-        self.local.close()
+        if not self.local.close():
+            self.log.warning("a socket was left open: queued messages may be lost")
         if codes:
             failed = [m.spec.name for m in self.members if m.exit_code not in (None, 0, 130)]
             if failed:

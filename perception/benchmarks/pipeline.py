@@ -87,6 +87,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "linked over ipc)",
     )
 
+    parser.add_argument(
+        "--omp-wait-policy",
+        default="PASSIVE",
+        help="OMP_WAIT_POLICY of the detector's process, as the launch files set it; '' leaves "
+        "OpenMP's default (idle threads spin for a while)",
+    )
+
 
 def _launch(folder: Path, name: str, *nodes: dict[str, Any]) -> subprocess.Popen[bytes]:
     """``perception launch`` of ``nodes``, in the benchmark's namespace."""
@@ -120,6 +127,7 @@ def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
     detector: dict[str, Any] = {"device": args.device, "checkpoint": args.checkpoint}
     if args.random_model:
         detector["random_model"] = args.random_model
+    detector_env = {"OMP_WAIT_POLICY": args.omp_wait_policy} if args.omp_wait_policy else {}
     nodes: list[dict[str, Any]] = [
         {
             "name": "camera",
@@ -131,7 +139,7 @@ def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
                 "calibration": "calibration/synthetic_front.yaml",
             },
         },
-        {"name": "detector", "node": "detector", "params": detector},
+        {"name": "detector", "node": "detector", "params": detector, "env": detector_env},
         {"name": "tracker", "node": "tracker"},
     ]
     for node in nodes:
@@ -248,6 +256,7 @@ def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
         "overhead_ms": round(to_tracks_stats["median"] - forward, 2) if to_tracks_stats else None,
         "cpu_percent": cpu,
         "composed": "+".join(COMPOSE[args.compose]) or "none",
+        "omp_wait_policy": args.omp_wait_policy or "default",
         "input": "640x384 synthetic frames",
     }
     print(json.dumps(result), flush=True)

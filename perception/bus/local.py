@@ -71,8 +71,14 @@ class LocalBus:
         if self._on_ready is not None:
             self._on_ready(node)
 
-    def close(self) -> None:
-        self.context.term()
+    def close(self, timeout_s: float = 5.0) -> bool:
+        """End the shared context once the nodes have closed their sockets: this waits for
+        queued messages to leave (each socket's linger). A socket some node left open would
+        make it wait for ever, so it gives up after ``timeout_s``; False then."""
+        ender = threading.Thread(target=self.context.term, daemon=True)
+        ender.start()
+        ender.join(timeout_s)
+        return not ender.is_alive()
 
 
 def current() -> LocalBus | None:

@@ -111,7 +111,6 @@ class Container:
         self._by_thread = {m.thread: m for m in self.members}
         self._released = threading.Event()
         self._signals: list[StopSignal] = []
-        self._stopping = False
         self.local.watch(opened=self._node_opened, ready=self._node_ready)
 
     # -- called from the node threads -------------------------------------------------------

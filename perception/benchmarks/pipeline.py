@@ -86,7 +86,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "launch/demo.yaml, whose synthetic camera renders in Python), none (a process each, "
         "linked over ipc)",
     )
-
     parser.add_argument(
         "--omp-wait-policy",
         default="PASSIVE",
@@ -95,13 +94,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _launch(folder: Path, name: str, *nodes: dict[str, Any]) -> subprocess.Popen[bytes]:
-    """``perception launch`` of ``nodes``, in the benchmark's namespace."""
-    launch_file = folder / f"{name}.yaml"
+def _launch(folder: Path, bus: BusConfig, *nodes: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """``perception launch`` of ``nodes`` in the benchmark's namespace."""
+    launch_file = folder / f"{nodes[0]['name']}.yaml"
     launch_file.write_text(yaml.safe_dump({"nodes": list(nodes)}))
     cmd = [sys.executable, "-m", "perception.cli", "launch", "--table-period", "0"]
     return subprocess.Popen(
         [*cmd, str(launch_file)],
+        env={**os.environ, "PERCEPTION_NAMESPACE": bus.namespace},
         cwd=PROJECT_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -109,17 +109,8 @@ def _launch(folder: Path, name: str, *nodes: dict[str, Any]) -> subprocess.Popen
 
 
 def run(args: argparse.Namespace) -> int:
-    namespace = f"benchpipe{os.getpid()}"
-    old = os.environ.get("PERCEPTION_NAMESPACE")
-    os.environ["PERCEPTION_NAMESPACE"] = namespace  # the launches run in it
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            return _run(args, BusConfig(namespace=namespace), Path(tmp))
-    finally:
-        if old is None:
-            del os.environ["PERCEPTION_NAMESPACE"]
-        else:
-            os.environ["PERCEPTION_NAMESPACE"] = old
+    with tempfile.TemporaryDirectory() as tmp:
+        return _run(args, BusConfig(namespace=f"benchpipe{os.getpid()}"), Path(tmp))
 
 
 def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
@@ -153,9 +144,9 @@ def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
     stage_medians = StageMedians()
     if camera_inside:
         # the process holds the camera until the detector and tracker have set up
-        stack = source = _launch(folder, "stack", *nodes)
+        stack = source = _launch(folder, bus, *nodes)
     else:
-        stack = _launch(folder, "stack", *nodes[1:])
+        stack = _launch(folder, bus, *nodes[1:])
         deadline = time.monotonic() + 120
         while not {"detector", "tracker"} <= set(pids) and time.monotonic() < deadline:
             for m in status.receive(timeout_ms=200):
@@ -167,7 +158,7 @@ def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
             stack.wait(30)
             print(json.dumps({"bench": "pipeline", "error": "the stack did not start"}))
             return 1
-        source = _launch(folder, "camera", nodes[0])
+        source = _launch(folder, bus, nodes[0])
     # pid -> (CPU seconds, time): when first seen, and at its newest status (a process that
     # ends with the run is gone by the time the loop ends)
     cpu0: dict[int, tuple[float, float]] = {}

@@ -53,6 +53,7 @@ class MemberSpec:
     node: str
     params: dict[str, Any] = field(default_factory=dict)
     exit_on_finish: bool = False
+    required: bool = True  # when it fails, the process stops; else the others go on
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Member:
         self.ready = threading.Event()
         self.stop_signal: int | None = None  # asked to stop before its Node was open
         self.exit_code: int | None = None
+        self._lock = threading.Lock()  # the stop request against the Node being opened
         self.thread = threading.Thread(target=self._run, name=spec.name, daemon=True)
 
     def _run(self) -> None:
@@ -80,7 +82,7 @@ class Member:
             module = importlib.import_module(NODES[self.spec.node])
             code = int(module.main(["--params", yaml.safe_dump(self.spec.params)]) or 0)
         except SystemExit as exc:  # argparse and friends
-            code = exc.code if isinstance(exc.code, int) else 2
+            code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 2
         except BaseException:  # one node's crash must end the process: the launcher restarts it
             logging.getLogger(self.spec.name).exception("crashed")
             code = 1
@@ -91,10 +93,20 @@ class Member:
         return self.thread.is_alive()
 
     def request_stop(self, signum: int) -> None:
-        if self.node is None:
-            self.stop_signal = signum
-        else:
-            self.node.request_stop(signum)
+        with self._lock:
+            if self.node is None:
+                self.stop_signal = signum
+                return
+            node = self.node
+        node.request_stop(signum)
+
+    def opened(self, node: Node) -> None:
+        """Its Node exists now (called from its thread): a stop asked meanwhile applies."""
+        with self._lock:
+            self.node = node
+            signum = self.stop_signal
+        if signum is not None:
+            node.request_stop(signum)
 
 
 class Container:
@@ -105,7 +117,7 @@ class Container:
             if m.node not in NODES:
                 raise UserError(f"process {spec.name}: unknown node kind {m.node!r}")
         self.spec = spec
-        self.log = setup_logging(spec.name)
+        self.log = setup_logging(f"process.{spec.name}")
         self.local = local_bus.LocalBus()
         self.members = [Member(m, self.local) for m in spec.members]
         self._by_thread = {m.thread: m for m in self.members}
@@ -119,11 +131,8 @@ class Container:
 
     def _node_opened(self, node: Node) -> None:
         member = self._member()
-        if member is None:
-            return
-        member.node = node
-        if member.stop_signal is not None:
-            node.request_stop(member.stop_signal)
+        if member is not None:
+            member.opened(node)
 
     def _node_ready(self, node: Node) -> None:
         member = self._member()
@@ -138,15 +147,17 @@ class Container:
         if not repeated_signal(self._signals[-1] if self._signals else None, signum, now):
             self._signals.append((signum, now))
 
-    def _start(self) -> None:
-        """Start the nodes one by one, each once the one before has set up."""
+    def _start(self) -> bool:
+        """Start the nodes one by one, each once the one before has set up; False when a stop
+        request or a failing required node cut this short."""
         for member in self.members:
             member.thread.start()
             while not member.ready.wait(0.05):
                 if self._signals:
-                    return
-            if member.exit_code not in (None, 0):
-                return  # failed while setting up
+                    return False
+            if member.exit_code not in (None, 0) and member.spec.required:
+                return False  # failed while setting up
+        return True
 
     def _finished(self) -> bool:
         """Whether the process is done: all nodes returned, one failed, or an exit_on_finish
@@ -156,7 +167,9 @@ class Container:
         for m in self.members:
             if m.alive() or m.exit_code is None:
                 continue
-            if m.exit_code != 0 or m.spec.exit_on_finish:
+            if (m.exit_code != 0 and m.spec.required) or (
+                m.exit_code == 0 and m.spec.exit_on_finish
+            ):
                 return True
         return False
 
@@ -188,24 +201,31 @@ class Container:
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
-        self._start()
+        if not self._start():
+            # Nodes held at the start must not begin their loops: they are told to stop first.
+            signum = self._signals[0][0] if self._signals else signal.SIGINT
+            for member in self.members:
+                member.request_stop(signum)
         self._released.set()
+        reported: set[str] = set()
         while not self._signals and not self._finished():
+            for m in self.members:  # a node that is not required may fail alone
+                if m.exit_code not in (None, 0) and m.spec.name not in reported:
+                    reported.add(m.spec.name)
+                    self.log.error("%s failed (exit %s); not required", m.spec.name, m.exit_code)
             time.sleep(0.05)
         signum = self._signals[0][0] if self._signals else signal.SIGINT
         self._stop_in_order(signum)
-        codes = [m.exit_code for m in self.members if m.exit_code not in (None, 0)]
+        failed = [m for m in self.members if m.exit_code not in (None, 0) and m.spec.required]
         hung = [m.spec.name for m in self.members if m.alive()]
         if hung:
             self.log.error("%s did not stop", ", ".join(hung))
             return 1  # the shared context cannot end while their sockets are open
         if not self.local.close():
             self.log.warning("a socket was left open: queued messages may be lost")
-        if codes:
-            failed = [m.spec.name for m in self.members if m.exit_code not in (None, 0, 130)]
-            if failed:
-                self.log.error("failed: %s", ", ".join(failed))
-            return next(c for c in codes if c is not None)
+        if failed:
+            self.log.error("failed: %s", ", ".join(m.spec.name for m in failed))
+            return failed[0].exit_code or 1
         return 0
 
 

@@ -55,9 +55,10 @@ class NodeSpec:
     required: bool = True
     exit_on_finish: bool = False  # when it exits 0, stop the whole launch (players, demos)
     env: dict[str, str] = field(default_factory=dict)
-    # Nodes with the same non-empty name run in one process, talking in-process (list sources
-    # first). The group restarts as one: respawn only if all members do, with the most patient
-    # delay and window and the fewest restarts; required if any member is.
+    # Nodes with the same non-empty name run in one process, talking in-process; list them one
+    # after another, sources first. The group restarts as one: respawn only if all members do,
+    # with the most patient delay and window and the fewest restarts; required if any member
+    # is (a member that is not required may fail alone; the others go on).
     process: str = ""
 
 
@@ -93,6 +94,13 @@ class LaunchFile:
         for group, members in launch.groups():
             if group in names and [m.name for m in members] != [group]:
                 raise UserError(f"{path}: process {group!r} has the name of another node")
+            first = launch.nodes.index(members[0])
+            if launch.nodes[first : first + len(members)] != members:
+                # the launch stops processes in launch-file order, sources first: a process
+                # whose nodes are apart would stop some of them before their upstream
+                raise UserError(
+                    f"{path}: the nodes of process {group!r} must be listed one after another"
+                )
             envs: dict[str, str] = {}
             for m in members:
                 clash = [k for k, v in m.env.items() if envs.setdefault(k, v) != v]
@@ -212,7 +220,8 @@ class Launcher:
             params = yaml.safe_dump(self.node_params(proc.spec))
             return [sys.executable, "-m", NODES[proc.spec.node], "--params", params]
         members = [
-            MemberSpec(m.name, m.node, self.node_params(m), m.exit_on_finish) for m in proc.members
+            MemberSpec(m.name, m.node, self.node_params(m), m.exit_on_finish, m.required)
+            for m in proc.members
         ]
         params = container_params(proc.spec.name, members, self.launch.sigint_timeout_s)
         return [sys.executable, "-m", "perception.container", "--params", params]
@@ -310,7 +319,8 @@ class Launcher:
         for proc in alive(self.procs):
             assert proc.popen is not None
             proc.popen.send_signal(signal.SIGINT)
-            wait_for([proc], self.launch.sigint_timeout_s)
+            # a process of several nodes stops them one after another, each with this timeout
+            wait_for([proc], self.launch.sigint_timeout_s * len(proc.members))
             hurried_at = len(self._signals)  # a further Ctrl-C skips only the wait it cut short
         escalation = ((signal.SIGTERM, self.launch.sigterm_timeout_s), (signal.SIGKILL, 5.0))
         for sig, timeout in escalation:

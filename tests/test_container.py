@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +49,49 @@ def test_local_link_is_in_process_and_others_still_reach_the_publisher(bus: BusC
     wait_for(all_have_some, 10, "frames on all three links")
     # in-process delivery is in order and skips nothing (keep-latest drains, at most)
     assert got["sub"] == sorted(got["sub"])
+    # what arrives in-process is the sender's own array: read-only, so no one can change it
+    held: list[CameraFrame] = []
+
+    def one_more() -> bool:
+        pub.publish(frame(7))
+        held.extend(m for m in sub.receive(timeout_ms=20) if isinstance(m, CameraFrame))
+        return bool(held)
+
+    wait_for(one_more, 10, "one more frame")
+    with pytest.raises(ValueError, match="read-only"):
+        held[-1].image[0, 0, 0] = 1
     for s in (early_sub, sub, outside):
         s.close()
     pub.close()
-    local.close()
+    assert local.close()
+
+
+def test_composed_source_does_not_wait_for_its_subscribers_to_let_go(bus: BusConfig) -> None:
+    local = LocalBus()
+    pub = Publisher("camera/frames", bus, local=local, track_sends=True)
+    sub = Subscriber("camera/frames", bus, local=local)
+    held: list[CameraFrame] = []
+
+    def delivered() -> bool:
+        pub.publish(frame(1))
+        held.extend(m for m in sub.receive(timeout_ms=20) if isinstance(m, CameraFrame))
+        return bool(held)
+
+    wait_for(delivered, 10, "an in-process frame")
+    # the subscriber still holds the frame, so ZeroMQ has not let go of it; the source goes on
+    t0 = time.monotonic()
+    assert pub.wait_sent(timeout_s=1.0)
+    assert time.monotonic() - t0 < 0.1
+    sub.close()
+    pub.close()
+    assert local.close()
 
 
 def test_launch_file_groups_and_their_checks(tmp_path: Path) -> None:
     nodes = [
         {**camera_node("cam"), "process": "vision"},
-        {"name": "mon", "node": "monitor", "params": {}},
         {"name": "det", "node": "detector", "process": "vision", "required": False},
+        {"name": "mon", "node": "monitor", "params": {}},
     ]
     launch = LaunchFile.load(write_launch(tmp_path, nodes))
     groups = launch.groups()
@@ -69,6 +102,13 @@ def test_launch_file_groups_and_their_checks(tmp_path: Path) -> None:
     clash = [{**camera_node("cam"), "process": "mon"}, {"name": "mon", "node": "monitor"}]
     with pytest.raises(UserError, match="process 'mon' has the name of another node"):
         LaunchFile.load(write_launch(tmp_path, clash))
+    apart = [
+        {**camera_node("cam"), "process": "p"},
+        {"name": "mon", "node": "monitor"},
+        {"name": "mon2", "node": "monitor", "process": "p"},
+    ]
+    with pytest.raises(UserError, match="nodes of process 'p' must be listed one after another"):
+        LaunchFile.load(write_launch(tmp_path, apart))
     envs = [
         {**camera_node("a"), "process": "p", "env": {"OMP_NUM_THREADS": "1"}},
         {**camera_node("b"), "process": "p", "env": {"OMP_NUM_THREADS": "2"}},
@@ -175,8 +215,32 @@ def test_composed_process_restarts_as_one_and_a_failing_node_fails_it(
     assert proc.returncode == 0, out
     assert "pair died (signal SIGKILL); restarting" in out
 
-    # A node that fails to start (a bad parameter) ends its process non-zero, once the others
-    # are stopped; without respawn the launch fails.
+    # A node that is not required may fail alone: the process goes on with the others.
+    optional = [
+        {**camera_node("cam"), "process": "pair", "respawn": False},
+        {
+            **camera_node("extra", encoding="webp"),
+            "process": "pair",
+            "respawn": False,
+            "required": False,
+        },
+        {
+            "name": "mon",
+            "node": "monitor",
+            "process": "pair",
+            "params": {"topics": ["camera/frames"]},
+        },
+    ]
+    proc = start_launcher(write_launch(tmp_path, optional), bus, "--duration", "40")
+    wait_for(lambda: (s := status_of(status)) and s.inputs["camera/frames"]["received"] > 3, 30)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, out
+    assert "extra failed (exit 2); not required" in out
+
+    # A required node that fails to start (a bad parameter) ends its process non-zero, once
+    # the others are stopped; without respawn the launch fails.
     broken = [
         {**camera_node("cam"), "process": "pair", "respawn": False},
         {**camera_node("bad", encoding="webp"), "process": "pair", "respawn": False},

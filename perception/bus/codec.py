@@ -377,7 +377,8 @@ def decode(
         )
     plan = _plan(cls)
     specs = header["buffers"]
-    buffers = [memoryview(buf) for buf in frames[2:]]
+    # read-only: in a composed process the buffers are the sender's own arrays
+    buffers = [memoryview(buf).toreadonly() for buf in frames[2:]]
     for data in buffers:
         if data.nbytes > limits.max_buffer_bytes:
             raise OversizeField(
@@ -416,7 +417,7 @@ def _decode_fast(frames: Sequence[Any], limits: Limits) -> Message | None:
         return None
     arrays = []
     for a, (_, _, shape), frame in zip(plan.arrays, header.buffers, frames[2:], strict=True):
-        buf = memoryview(frame)
+        buf = memoryview(frame).toreadonly()
         expected = math.prod(shape) * a.dtype.itemsize
         if buf.nbytes != expected or expected > limits.max_buffer_bytes:
             return None

@@ -18,11 +18,14 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
-NodeHook = Callable[[Any], None]
+if TYPE_CHECKING:
+    from perception.node import Node
+
+NodeHook = Callable[["Node"], None]
 
 _CURRENT: contextvars.ContextVar[LocalBus | None] = contextvars.ContextVar(
     "perception_local_bus", default=None
@@ -63,11 +66,11 @@ class LocalBus:
         hook may hold it there)."""
         self._on_opened, self._on_ready = opened, ready
 
-    def node_opened(self, node: Any) -> None:
+    def node_opened(self, node: Node) -> None:
         if self._on_opened is not None:
             self._on_opened(node)
 
-    def node_ready(self, node: Any) -> None:
+    def node_ready(self, node: Node) -> None:
         if self._on_ready is not None:
             self._on_ready(node)
 

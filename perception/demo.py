@@ -1,8 +1,9 @@
 """The demo: the whole stack on the built-in synthetic drive, then a review video and a summary.
 
 ``run_demo`` launches ``launch/demo.yaml`` (camera on the synthetic drive, detector with the
-shipped network, tracker, recorder, live Foxglove view) as separate processes for a bounded
-time, then reads the recording back and writes into the output folder:
+shipped network, tracker, recorder, live Foxglove view) under the launcher (the detector and
+tracker composed in one process, the others each in their own) for a bounded time, then reads
+the recording back and writes into the output folder:
 
 - ``demo.mcap``: the recording (lossless bus channels + Foxglove view channels);
 - ``review.mp4``: frames with boxes, classes, track ids, distances, velocities, and depth;

@@ -19,7 +19,13 @@ from perception.errors import UserError
 from perception.launcher import LaunchFile
 from perception.msgs import CameraFrame, NodeStatus, TrackedObjects
 from tests.conftest import wait_for
-from tests.test_launcher import camera_node, start_launcher, status_of, write_launch
+from tests.test_launcher import (
+    camera_node,
+    start_launcher,
+    status_of,
+    stop_cleanly,
+    write_launch,
+)
 
 
 def frame(i: int) -> CameraFrame:
@@ -215,9 +221,7 @@ def test_composed_process_restarts_as_one_and_a_failing_node_fails_it(
         lambda: (s := status_of(status)) and s.pid != first.pid and s, 30, "restarted process"
     )
     assert second.inputs["camera/frames"]["links"] == ["inproc"]
-    proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=30)[0]
-    assert proc.returncode == 0, out
+    out = stop_cleanly(proc)
     assert "pair died (signal SIGKILL); restarting" in out
 
     # A node that is not required may fail alone: the process goes on with the others.
@@ -239,9 +243,7 @@ def test_composed_process_restarts_as_one_and_a_failing_node_fails_it(
     proc = start_launcher(write_launch(tmp_path, optional), bus, "--duration", "40")
     wait_for(lambda: (s := status_of(status)) and s.inputs["camera/frames"]["received"] > 3, 30)
     assert proc.poll() is None
-    proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=30)[0]
-    assert proc.returncode == 0, out
+    out = stop_cleanly(proc)
     assert "extra failed (exit 2); not required" in out
 
     # A required node that fails to start (a bad parameter) ends its process non-zero, once

@@ -47,6 +47,14 @@ def camera_node(name: str, **params: Any) -> dict[str, Any]:
     return {"name": name, "node": "camera", "params": {**base, **params}}
 
 
+def stop_cleanly(proc: subprocess.Popen[str]) -> str:
+    """Ctrl-C to a running launch: it must stop with exit status 0. Its output."""
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    return out
+
+
 def status_of(sub: Subscriber) -> NodeStatus | None:
     msgs = [m for m in sub.receive(timeout_ms=100) if isinstance(m, NodeStatus)]
     return msgs[-1] if msgs else None
@@ -68,9 +76,7 @@ def test_sigkilled_node_is_restarted(bus: BusConfig, tmp_path: Path) -> None:
         lambda: (s := status_of(status)) and s.pid != first.pid and s, 20, "restarted camera"
     )
     assert second.uptime_s < first.uptime_s + 20
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
+    out = stop_cleanly(proc)
     assert "cam died (signal SIGKILL); restarting" in out
     table = out.strip().splitlines()[-3:]
     assert any(line.startswith("cam ") and " 1 " in line for line in table), table

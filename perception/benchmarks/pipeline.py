@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import subprocess
@@ -195,7 +196,7 @@ def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
             if isinstance(m, NodeStatus):
                 pids.setdefault(m.node, m.pid)
                 reading = (cpu_seconds(m.pid), time.monotonic())
-                if reading[0] == reading[0]:  # not NaN: the process is there
+                if not math.isnan(reading[0]):  # the process is there
                     cpu0.setdefault(m.pid, reading)
                     cpu1[m.pid] = reading
                 if m.node == "camera":
@@ -219,7 +220,7 @@ def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
     cpu = {}  # per process: the names of the nodes it runs
     for pid, (seconds, since) in cpu0.items():
         final = (cpu_seconds(pid), now)
-        last_seconds, last_at = final if final[0] == final[0] else cpu1[pid]
+        last_seconds, last_at = cpu1.get(pid, (seconds, since)) if math.isnan(final[0]) else final
         names = "+".join(n for n in ("camera", "detector", "tracker") if pids.get(n) == pid)
         cpu[names] = round(100 * (last_seconds - seconds) / max(last_at - since, 1e-9), 1)
     for launch in {stack, source}:

@@ -1,8 +1,8 @@
 """Several nodes in one process: a launch file's ``process: NAME`` group.
 
 Each node runs its usual ``main`` in a thread of its own; they share one ZeroMQ context, and a
-subscriber reaches a publisher of the same process in-process, without a copy and without
-ZeroMQ's I/O threads (:mod:`perception.bus.local`). Everything else is as for separate
+publisher hands its messages to subscribers of the same process directly: no socket, no copy,
+no decoding (:mod:`perception.bus.local`). Everything else is as for separate
 processes: the same topics on the same endpoints for everyone outside, one status per node,
 the same parameters. What is given up is isolation: a node that crashes the interpreter takes
 the others with it, and the launcher restarts the group together.

@@ -119,6 +119,7 @@ class Node:
         self._last_output_counts: dict[str, tuple[int, int]] = {}
         self._warn = RateLimitedLog(self.log)
         self._poller = zmq.Poller()
+        self._input_of: dict[Any, Subscriber] = {}  # each polled socket or descriptor's input
         self._status = Publisher(
             "status", config.bus, instance=self.name, context=self.context, local=self.local
         )
@@ -154,7 +155,9 @@ class Node:
             local=self.local,
         )
         self.inputs[topic] = sub
-        self._poller.register(sub.socket, zmq.POLLIN)
+        for item in sub.pollables():
+            self._poller.register(item, zmq.POLLIN)
+            self._input_of[item] = sub
         return sub
 
     def advertise(
@@ -188,12 +191,14 @@ class Node:
             return []
         timeout_ms = max(0, int(timeout_s * 1000))
         if inputs is None:
-            ready = dict(self._poller.poll(timeout_ms))
+            ready = self._poller.poll(timeout_ms)
         else:
-            ready = dict(zmq.zmq_poll([(s.socket, zmq.POLLIN) for s in inputs], timeout_ms))
+            items = [(p, zmq.POLLIN) for s in inputs for p in s.pollables()]
+            ready = zmq.zmq_poll(items, timeout_ms)
         self.spin_once()
         self.note_input(bool(ready))
-        return [s for s in self.inputs.values() if s.socket in ready]
+        woken = {id(self._input_of[item]) for item, _ in ready}
+        return [s for s in self.inputs.values() if id(s) in woken]
 
     def note_input(self, found: bool) -> None:
         """Say whether the latest wait for input found any (``wait`` does; a loop that polls

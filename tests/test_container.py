@@ -17,7 +17,7 @@ from perception.bus import BusConfig, Publisher, Subscriber
 from perception.bus.local import LocalBus
 from perception.errors import UserError
 from perception.launcher import LaunchFile
-from perception.msgs import CameraFrame, NodeStatus, TrackedObjects
+from perception.msgs import CameraFrame, DepthMap, Detections, Message, NodeStatus, TrackedObjects
 from tests.conftest import wait_for
 from tests.test_launcher import (
     camera_node,
@@ -72,26 +72,97 @@ def test_local_link_is_in_process_and_others_still_reach_the_publisher(bus: BusC
     assert local.close()
 
 
-def test_composed_source_waits_at_most_half_its_period(bus: BusConfig) -> None:
+def test_each_local_subscriber_gets_its_own_checked_message(bus: BusConfig) -> None:
+    local = LocalBus()
+    pub = Publisher("perception/detections", bus, local=local)
+    first = Subscriber("perception/detections", bus, local=local)
+    second = Subscriber("perception/detections", bus, local=local)
+    assert first.links() == second.links() == ["inproc"]
+    boxes = np.array([[1.0, 2.0, 30.0, 40.0]])  # float64: the wire type is float32
+    pub.publish(
+        Detections(
+            camera="front",
+            class_names=["car"],
+            boxes_xyxy=boxes,
+            scores=np.array([0.9], np.float32),
+            class_ids=np.array([0], np.int32),
+            depth_m=np.array([12.5], np.float32),
+        )
+    )
+    a, b = first.receive(timeout_ms=1000), second.receive(timeout_ms=1000)
+    assert len(a) == len(b) == 1
+    da, db = a[0], b[0]
+    assert isinstance(da, Detections) and isinstance(db, Detections)
+    # as decoded from the wire: wire dtypes, plain values, read-only arrays
+    assert da.boxes_xyxy.dtype == np.float32 and da.boxes_xyxy.tolist() == boxes.tolist()
+    assert not da.scores.flags.writeable
+    assert da is not db
+    da.class_names.append("mutated")
+    assert db.class_names == ["car"]
+    assert first.stats.report(time.monotonic_ns())["received"] == 1
+    # a bad message is refused at its sender, whoever listens
+    with pytest.raises(ValueError):
+        pub.publish(Detections(camera="front", boxes_xyxy=np.zeros((1, 3), np.float32)))
+    # an unchecked publisher's messages are checked by the local subscriber, as off the wire
+    unchecked = Publisher("perception/depth", bus, local=local, validate=False)
+    depth_sub = Subscriber("perception/depth", bus, local=local)
+    bad = DepthMap(camera="front", depth_m=np.full((2, 2), np.nan, np.float16))
+    unchecked.publish(bad)
+    assert depth_sub.receive(timeout_ms=1000) == []
+    assert depth_sub.stats.rejected["non_finite"] == 1
+    for s in (first, second, depth_sub):
+        s.close()
+    pub.close()
+    unchecked.close()
+    assert local.close()
+
+
+def test_local_only_messages_skip_the_socket_until_someone_outside_subscribes(
+    bus: BusConfig,
+) -> None:
     local = LocalBus()
     pub = Publisher("camera/frames", bus, local=local, track_sends=True)
     sub = Subscriber("camera/frames", bus, local=local)
     held: list[CameraFrame] = []
-
     big = np.zeros((384, 640, 3), np.uint8)  # pyzmq copies parts under 64 kB at once
 
-    def delivered() -> bool:
+    def publish() -> None:
         pub.publish(CameraFrame(frame_id="cam", width=640, height=384, image=big.copy()))
-        time.sleep(0.02)  # a 50 Hz source
-        held.extend(m for m in sub.receive(timeout_ms=0) if isinstance(m, CameraFrame))
-        return len(held) >= 2
 
-    wait_for(delivered, 10, "in-process frames")
-    # The subscriber holds the frame (it is the sender's own array), so ZeroMQ has not let go
-    # of it: the wait runs to its limit, half the source's period, not the full timeout.
+    def local_has(n: int) -> bool:
+        publish()
+        held.extend(m for m in sub.receive(timeout_ms=20) if isinstance(m, CameraFrame))
+        return len(held) >= n
+
+    wait_for(lambda: local_has(2), 10, "in-process frames")
+    # Nobody outside listens: the frame went to the local subscriber only, with nothing for
+    # ZeroMQ to send, so a source never waits for it (even while the subscriber holds it).
+    assert not pub.has_remote_subscribers
     t0 = time.monotonic()
-    assert not pub.wait_sent(timeout_s=1.0)
-    assert 0.005 < time.monotonic() - t0 < 0.1
+    assert pub.wait_sent(timeout_s=1.0)
+    assert time.monotonic() - t0 < 0.05
+
+    outside = Subscriber("camera/frames", bus)
+    got: list[Message] = []
+
+    def outside_has_one() -> bool:
+        publish()
+        got.extend(outside.receive(timeout_ms=20))
+        held.extend(m for m in sub.receive() if isinstance(m, CameraFrame))
+        return bool(got)
+
+    wait_for(outside_has_one, 10, "a frame outside the process")
+    assert pub.has_remote_subscribers
+    seqs = [m.seq for m in held]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # locally: every frame, in order
+    outside.close()
+
+    def nobody_outside() -> bool:
+        publish()
+        sub.receive()
+        return not pub.has_remote_subscribers
+
+    wait_for(nobody_outside, 10, "the outside subscriber to be gone")
     held.clear()
     sub.close()
     pub.close()

@@ -258,6 +258,22 @@ def encode(topic: str, msg: Message, validate: bool = True) -> list[Any]:
     With ``validate`` the message is checked exactly as a receiver would check it, so a sender
     bug fails loudly at the sender instead of being rejected downstream.
     """
+    return encode_parts(topic, msg, validate).frames
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A message encoded for the wire, and what went into it (for in-process delivery)."""
+
+    frames: list[Any]
+    cls: type[Message]
+    header: dict[str, Any]  # the header before packing: plain values only
+    arrays: list[np.ndarray]  # each array field, C-contiguous in its wire dtype
+    validated: bool  # checked as a receiver checks it
+
+
+def encode_parts(topic: str, msg: Message, validate: bool = True) -> Encoded:
+    """:func:`encode`, keeping its parts: see :func:`delivered_copy`."""
     # Per message, so kept lean: code that runs 20+ ms apart runs cold (docs/benchmarks.md)
     # and costs about in proportion to the calls and objects it touches.
     cls = type(msg)
@@ -289,7 +305,27 @@ def encode(topic: str, msg: Message, validate: bool = True) -> list[Any]:
     if validate:
         _validate_outgoing(plan, msg, header, packed, arrays)
     # A C-contiguous array is itself the buffer (ZeroMQ sends its nbytes, uncopied).
-    return [topic.encode(), packed, *[arr if arr.size else b"" for arr in arrays]]
+    frames = [topic.encode(), packed, *[arr if arr.size else b"" for arr in arrays]]
+    return Encoded(frames, cls, header, arrays, validate)
+
+
+def delivered_copy(encoded: Encoded) -> Message:
+    """The message a receiver gets by decoding ``encoded.frames``, built without decoding:
+    the same types and values, fresh lists and maps, the same read-only array views of the
+    sender's arrays. Only for a validated encoding (the receiver's checks already ran on it);
+    each call gives a new message, so receivers cannot change each other's."""
+    if not encoded.validated:
+        raise ValueError("delivered_copy needs a validated encoding; decode the frames instead")
+    header = encoded.header
+    plan = _plan(encoded.cls)
+    values = {name: header[name] for name in ENVELOPE}
+    for name, v in header["fields"].items():
+        values[name] = v if type(v) in _SCALAR_TYPES else _plain(v)
+    for a, arr in zip(plan.arrays, encoded.arrays, strict=True):
+        view = arr.view()
+        view.flags.writeable = False
+        values[a.name] = view
+    return encoded.cls(**values)
 
 
 def _validate_outgoing(
@@ -377,7 +413,8 @@ def decode(
         )
     plan = _plan(cls)
     specs = header["buffers"]
-    # read-only: in a composed process the buffers are the sender's own arrays
+    # read-only: the arrays are views of buffers the receiver does not own (in a composed
+    # process, an unchecked sender's own arrays)
     buffers = [memoryview(buf).toreadonly() for buf in frames[2:]]
     for data in buffers:
         if data.nbytes > limits.max_buffer_bytes:

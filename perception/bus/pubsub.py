@@ -1,9 +1,13 @@
-"""Publisher and Subscriber: one ZeroMQ PUB/SUB socket per topic, the table's policies applied.
+"""Publisher and Subscriber: one ZeroMQ socket per topic, the table's policies applied.
 
 A publisher binds its topic's endpoint and numbers its messages; a subscriber connects to one or
 more publishers of a topic (e.g. several cameras) and receives either keep-latest (drain the
 socket, deliver only the newest message of each source) or queued (every message, in order).
 Bad messages are rejected, counted by reason and logged at a bounded rate; they never raise.
+
+The publisher's socket is an XPUB: to subscribers it is a PUB, and it hears their
+subscriptions, so a message nobody outside the process listens to is not sent. Subscribers in
+the same process get messages handed over directly (``perception/bus/local.py``).
 """
 
 from __future__ import annotations
@@ -22,17 +26,19 @@ from perception.bus.codec import (
     WrongTopicType,
     decode,
     decode_header,
-    encode,
+    delivered_copy,
+    encode_parts,
 )
 from perception.bus.endpoints import BusConfig, channel_key, endpoint
 from perception.bus.health import InputStats
-from perception.bus.local import LocalBus
+from perception.bus.local import Inbox, LocalBus
 from perception.bus.topics import QueuePolicy, Topic, get_topic
 from perception.errors import UserError
 from perception.logs import RateLimitedLog
 from perception.msgs import Message
 
 SAME_HOST_PREFIXES = ("ipc://", "tcp://127.", "tcp://localhost:", "inproc://")
+LOCAL_LINK = "local"  # Subscriber.addresses entry prefix of a publisher in this process
 SEND_WAIT_S = 0.02  # wait_sent's default: the longest a sender waits for one message to go out
 MAX_BATCH = (
     1000  # messages taken off a socket per receive() call, so one input cannot starve others
@@ -78,7 +84,7 @@ class Publisher:
         local: LocalBus | None = None,
     ) -> None:
         """``local``: the process's shared bus (nodes composed in one process); the publisher
-        then uses its context and binds in-process too."""
+        then uses its context and hands messages to subscribers there directly."""
         self.topic = get_topic(topic)
         self.key = channel_key(topic, instance)
         self.address = endpoint(bus, topic, instance)
@@ -86,45 +92,80 @@ class Publisher:
         self._track = track_sends  # keep a tracker of the last send, for wait_sent()
         self._last_send: zmq.MessageTracker | None = None
         self._topic_bytes = topic
+        self._topic_prefix = topic.encode()
         self._seq = 0
         self.published = 0
-        self._last_publish_ns = 0
-        self._gap_ns = 0  # between the last two publishes: the source's own period
+        self._local = local
+        # prefixes subscribed from outside the process (XPUB reports each one's first
+        # subscriber and its last one leaving)
+        self._remote_prefixes: set[bytes] = set()
+        self._remote_interest = False
         if local is not None:
             context = local.context
-        self._sock = (context or zmq.Context.instance()).socket(zmq.PUB)
+        self._sock = (context or zmq.Context.instance()).socket(zmq.XPUB)
         _socket_options(self._sock, self.topic)
         try:
             self._sock.bind(self.address)
-            if local is not None:
-                local.bind(self._sock, self.address)
         except zmq.ZMQError as exc:
             self._sock.close(0)
             raise UserError(f"cannot publish {self.key} on {self.address}: {exc}") from None
+        if local is not None:
+            local.advertise(self.address)
+
+    def _heard_subscriptions(self) -> bool:
+        """Take the subscription changes waiting on the socket; whether anyone outside the
+        process now subscribes to this topic."""
+        sock = self._sock
+        changed = False
+        while cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            try:
+                event = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if event[:1] == b"\x01":
+                self._remote_prefixes.add(event[1:])
+            elif event[:1] == b"\x00":
+                self._remote_prefixes.discard(event[1:])
+            changed = True
+        if changed:
+            topic = self._topic_prefix
+            self._remote_interest = any(topic.startswith(p) for p in self._remote_prefixes)
+        return self._remote_interest
+
+    @property
+    def has_remote_subscribers(self) -> bool:
+        """Whether a subscriber outside this process listened at the last publish (or now)."""
+        return self._heard_subscriptions()
 
     def publish(self, msg: Message) -> None:
         """Number, stamp and send ``msg``. Its arrays are sent without copying: do not modify
-        them afterwards (give each message fresh arrays)."""
+        them afterwards (give each message fresh arrays).
+
+        The message is checked and encoded whoever listens (a bad message fails here, at its
+        sender, in every configuration). Subscribers in this process get it first, directly;
+        the socket sends it only while a subscriber outside the process listens."""
         if not isinstance(msg, self.topic.type):
             raise TypeError(f"{self.key} carries {self.topic.type.TYPE}, not {type(msg).__name__}")
         msg.seq = self._seq
         msg.mono_ns = time.monotonic_ns()
-        if self._last_publish_ns:
-            self._gap_ns = msg.mono_ns - self._last_publish_ns
-        self._last_publish_ns = msg.mono_ns
-        frames = encode(self._topic_bytes, msg, validate=self._validate)
-        if self._track:
-            self._last_send = self._sock.send_multipart(frames, copy=False, track=True)
-        else:
-            self._sock.send_multipart(frames, copy=False)
+        encoded = encode_parts(self._topic_bytes, msg, validate=self._validate)
+        self._last_send = None
+        if self._heard_subscriptions():
+            if self._track:
+                self._last_send = self._sock.send_multipart(encoded.frames, copy=False, track=True)
+            else:
+                self._sock.send_multipart(encoded.frames, copy=False)
+        if self._local is not None:
+            for inbox in self._local.inboxes(self.address):
+                # unchecked messages go as frames: the subscriber decodes and checks them
+                inbox.put(delivered_copy(encoded) if encoded.validated else encoded.frames)
         self._seq += 1
         self.published += 1
 
     def wait_sent(self, timeout_s: float = SEND_WAIT_S) -> bool:
-        """Wait up to ``timeout_s``, and at most half the time between the last two messages
-        (a source never waits away more than half its own period), until ZeroMQ has let go of
-        the last message (it went out to every subscriber, or was dropped); True when it has.
-        Needs ``track_sends=True``.
+        """Wait up to ``timeout_s`` until ZeroMQ has let go of the last message (it went out
+        to every subscriber, or was dropped); True when it has. Needs ``track_sends=True``.
+        A message that only went to subscribers in this process is never waited for.
 
         What is tracked is the message's last part, its last array: ZeroMQ writes a message's
         parts in order, and pyzmq copies parts under 64 kB at once, so this waits for the
@@ -133,18 +174,11 @@ class Publisher:
         A source that starts on its next frame at once competes for the CPU with the delivery
         of the frame it just sent: on the 2-core reference VM a 640x384 frame then reached
         the detector 1.4 ms after the send instead of 0.75 ms.
-
-        In a composed process, subscribers there receive the message itself, not a copy, so
-        ZeroMQ lets go of it only once they have dropped it: the wait then runs to its limit,
-        which keeps the source's next read off the consumer's first steps (frames reached the
-        composed detector 0.1-0.17 ms sooner than with no wait, three alternating runs).
         """
         if not self._track:
             raise RuntimeError(f"{self.key}: wait_sent needs track_sends=True")
         if self._last_send is None or self._last_send.done:
             return True
-        if self._gap_ns:
-            timeout_s = min(timeout_s, self._gap_ns / 2e9)
         try:
             self._last_send.wait(timeout_s)
         except zmq.NotDone:
@@ -154,6 +188,8 @@ class Publisher:
     def close(self, linger_ms: int = 500) -> None:
         """Close, giving queued messages up to ``linger_ms`` to leave (a clean stop delivers
         the last frame; a dead peer cannot make shutdown hang)."""
+        if self._local is not None:
+            self._local.withdraw(self.address)
         self._sock.close(linger_ms)
 
 
@@ -171,14 +207,24 @@ class Subscriber:
         log: logging.Logger | None = None,
         local: LocalBus | None = None,
     ) -> None:
-        """``local``: the process's shared bus; a publisher already in this process is then
-        reached in-process (its ``addresses`` entry says ``inproc://``)."""
+        """``local``: the process's shared bus; a publisher already in this process then hands
+        its messages over directly (its ``addresses`` entry says ``inproc://``)."""
         self.topic = get_topic(topic)
         self.policy = policy or self.topic.policy
         self.addresses = [endpoint(bus, topic, inst) for inst in instances]
+        self._local = local
+        self._inbox: Inbox | None = None
+        remote = self.addresses
         if local is not None:
             context = local.context
-            self.addresses = [local.connect_address(a) for a in self.addresses]
+            inbox = Inbox(self.topic.hwm)
+            attached = [a for a in self.addresses if local.attach(a, inbox)]
+            if attached:
+                self._inbox = inbox
+                remote = [a for a in self.addresses if a not in attached]
+                self.addresses = [f"inproc://{a}" if a in attached else a for a in self.addresses]
+            else:
+                inbox.close()
         self.stats = InputStats(
             expected_rate_hz=self.topic.rate_hz if expected_rate_hz is None else expected_rate_hz
         )
@@ -195,12 +241,18 @@ class Subscriber:
         # Senders' mono_ns share our clock only on this host: transit times are kept only then.
         self._same_host = all(a.startswith(SAME_HOST_PREFIXES) for a in self.addresses)
         self.socket.setsockopt(zmq.SUBSCRIBE, self._topic_bytes)
-        for address in self.addresses:
+        for address in remote:
             self.socket.connect(address)
 
     def links(self) -> list[str]:
         """How each publisher is reached: ``inproc`` (same process), ``ipc`` or ``tcp``."""
         return [a.partition("://")[0] for a in self.addresses]
+
+    def pollables(self) -> list[Any]:
+        """What to poll for arrivals: the socket, and the local inbox's descriptor if any."""
+        if self._inbox is None:
+            return [self.socket]
+        return [self.socket, self._inbox.fileno()]
 
     # -- receiving --------------------------------------------------------------------------
     def receive(self, timeout_ms: int = 0) -> list[Message]:
@@ -209,11 +261,20 @@ class Subscriber:
         Keep-latest: only the newest message of each source (``frame_id``); the skipped ones are
         counted as stale. Queued: all waiting messages (up to a batch), in arrival order.
         """
-        if timeout_ms and not self.socket.poll(timeout_ms, zmq.POLLIN):
-            return []
+        if timeout_ms:
+            if self._inbox is None:
+                if not self.socket.poll(timeout_ms, zmq.POLLIN):
+                    return []
+            elif not zmq.zmq_poll([(p, zmq.POLLIN) for p in self.pollables()], timeout_ms):
+                return []
         out: list[Message] = []
+        if self._inbox is not None:
+            for item in self._inbox.take():
+                msg = self._accept_local(item)
+                if msg is not None:
+                    out.append(msg)
         for frames in drain(self.socket, MAX_BATCH):
-            msg = self._decode(frames)
+            msg = self._decode([f.buffer for f in frames])
             if msg is not None:
                 out.append(msg)
         if self.policy is QueuePolicy.KEEP_LATEST and len(out) > 1:
@@ -227,38 +288,47 @@ class Subscriber:
             self.stats.on_delivered(msg.valid)
         return out
 
-    def _decode(self, frames: list[zmq.Frame]) -> Message | None:
-        """Validate and decode one arrival and account it; None (counted) when it is bad.
+    def _accept_local(self, item: Message | list[Any]) -> Message | None:
+        """A delivery from a publisher in this process: a checked message, or the frames of
+        one its publisher did not check (decoded and checked here)."""
+        if not isinstance(item, Message):
+            return self._decode(item)
+        self.stats.on_message(item.frame_id, item.seq, time.monotonic_ns(), item.mono_ns)
+        return item
+
+    def _decode(self, buffers: list[Any]) -> Message | None:
+        """Validate and decode one arrival (``[topic, header, *buffers]``) and account it;
+        None (counted) when it is bad.
 
         Decoding a frame that keep-latest then skips costs little: arrays are views of the
         received buffers, never copies."""
         now_ns = time.monotonic_ns()
         try:
-            if len(frames) < 2:
-                raise MalformedMessage(f"{len(frames)} frame(s); need at least [topic, header]")
-            if frames[0].bytes != self._topic_bytes:
+            if len(buffers) < 2:
+                raise MalformedMessage(f"{len(buffers)} frame(s); need at least [topic, header]")
+            if bytes(buffers[0]) != self._topic_bytes:
                 raise MalformedMessage(
-                    f"topic frame {frames[0].bytes[:64]!r} is not {self.topic.name}"
+                    f"topic frame {bytes(buffers[0])[:64]!r} is not {self.topic.name}"
                 )
-            _, msg = decode([f.buffer for f in frames], self._limits)
+            _, msg = decode(buffers, self._limits)
             if not isinstance(msg, self.topic.type):
                 raise WrongTopicType(
                     f"{self.topic.name} carries {self.topic.type.TYPE}, got {msg.TYPE}"
                 )
         except CodecError as exc:
             self._reject(exc)
-            self._account_rejected(frames, now_ns)
+            self._account_rejected(buffers, now_ns)
             return None
         self.stats.on_message(msg.frame_id, msg.seq, now_ns, msg.mono_ns if self._same_host else 0)
         return msg
 
-    def _account_rejected(self, frames: list[zmq.Frame], now_ns: int) -> None:
+    def _account_rejected(self, buffers: list[Any], now_ns: int) -> None:
         """A rejected message whose header is readable still counts as an arrival (its ``seq``
         keeps the drop count right)."""
-        if len(frames) < 2:
+        if len(buffers) < 2:
             return
         try:
-            header = decode_header(frames[1].buffer, self._limits)
+            header = decode_header(buffers[1], self._limits)
         except CodecError:
             return
         self.stats.on_message(str(header.get("frame_id", "")), header["seq"], now_ns)
@@ -268,4 +338,8 @@ class Subscriber:
         self._rejects.warning(exc.reason, f"rejected a message on {self.topic.name}: {exc}")
 
     def close(self) -> None:
+        if self._inbox is not None:
+            if self._local is not None:
+                self._local.detach(self._inbox)
+            self._inbox.close()
         self.socket.close(0)

@@ -112,6 +112,24 @@ class _ArrayPlan:
     dtype: np.dtype
     patterns: tuple[tuple[int | str | None, ...], ...]
     finite: bool
+    # per pattern: (ndim, the axes of fixed size with their sizes, the axes of named sizes
+    # with their names), worked out once: matching runs for every array of every message
+    compiled: tuple[tuple[int, tuple[tuple[int, int], ...], tuple[tuple[int, str], ...]], ...]
+    # a float array that is checked finite through one float64 sum (see all_finite)
+    sum_checked: bool
+
+
+def _compile_patterns(
+    patterns: tuple[tuple[int | str | None, ...], ...],
+) -> tuple[tuple[int, tuple[tuple[int, int], ...], tuple[tuple[int, str], ...]], ...]:
+    return tuple(
+        (
+            len(p),
+            tuple((i, d) for i, d in enumerate(p) if isinstance(d, int)),
+            tuple((i, d) for i, d in enumerate(p) if isinstance(d, str)),
+        )
+        for p in patterns
+    )
 
 
 @dataclass(frozen=True)
@@ -151,7 +169,15 @@ def _plan(cls: type[Message]) -> _Plan:
             raise TypeError(f"{cls.TYPE}.{f.name}: unsupported field type {hint}")
         values.append((f.name, f.name in ENVELOPE, kind, item, f.metadata.get("finite", True)))
     arrays = tuple(
-        _ArrayPlan(name, spec.dtype, WIRE_DTYPES[spec.dtype], spec.shapes, spec.finite)
+        _ArrayPlan(
+            name,
+            spec.dtype,
+            WIRE_DTYPES[spec.dtype],
+            spec.shapes,
+            spec.finite,
+            _compile_patterns(spec.shapes),
+            spec.finite and WIRE_DTYPES[spec.dtype] in _SUM_CHECKED_DTYPES,
+        )
         for name, spec in array_fields(cls)
     )
     plan = _Plan(
@@ -517,29 +543,40 @@ def _check_arrays(plan: _Plan, arrays: list[np.ndarray]) -> None:
     """Each array matches one of its allowed shape patterns, named sizes agree across fields,
     and arrays declared finite hold no NaN or infinity."""
     named: dict[str, tuple[int, str]] = {}
-    cls = plan.cls
     for a, arr in zip(plan.arrays, arrays, strict=True):
         shape = arr.shape
-        for pattern in a.patterns:
-            if len(pattern) == len(shape) and all(
-                p is None or p == d or isinstance(p, str)
-                for p, d in zip(pattern, shape, strict=True)
-            ):
+        ndim = len(shape)
+        for pattern in a.compiled:
+            if pattern[0] == ndim and all(shape[i] == d for i, d in pattern[1]):
+                names = pattern[2]
                 break
         else:
-            raise BufferMismatch(f"{cls.TYPE}.{a.name}: shape {list(shape)} not in {a.patterns}")
-        if plan.named_sizes:
-            for p, d in zip(pattern, shape, strict=True):
-                if isinstance(p, str):
-                    if p in named and named[p][0] != d:
-                        raise BufferMismatch(
-                            f"{cls.TYPE}: {a.name} has {p}={d} but {named[p][1]} has "
-                            f"{p}={named[p][0]}"
-                        )
-                    named.setdefault(p, (d, a.name))
-        if a.finite and arr.size and not all_finite(arr):
-            raise NonFiniteValue(f"{cls.TYPE}.{a.name} holds NaN or infinity")
+            raise BufferMismatch(
+                f"{plan.cls.TYPE}.{a.name}: shape {list(shape)} not in {a.patterns}"
+            )
+        for i, name in names:
+            seen = named.setdefault(name, (shape[i], a.name))
+            if seen[0] != shape[i]:
+                raise BufferMismatch(
+                    f"{plan.cls.TYPE}: {a.name} has {name}={shape[i]} but {seen[1]} has "
+                    f"{name}={seen[0]}"
+                )
+        if a.finite and arr.size:
+            if a.sum_checked and arr.size < _SMALL_ARRAY:
+                finite = math.isfinite(_ADD.reduce(arr, axis=None, dtype=np.float64))
+            else:
+                finite = all_finite(arr)
+            if not finite:
+                raise NonFiniteValue(f"{plan.cls.TYPE}.{a.name} holds NaN or infinity")
 
+
+# A half or single float array's float64 sum is finite exactly when every element is (it cannot
+# overflow: 65504 or 3.4e38 times any count that fits in memory stays far below 1.8e308, and
+# NaN and infinities carry through). For the small arrays of most messages this one call is
+# the cheapest check; large ones (depth maps) take all_finite's single pass over their bits.
+_SUM_CHECKED_DTYPES = (np.dtype("<f2"), np.dtype("<f4"))
+_SMALL_ARRAY = 4096
+_ADD = np.add
 
 # Exponent bits of IEEE floats: all ones means NaN or infinity.
 _EXPONENT_MASKS: dict[np.dtype, tuple[np.dtype, int]] = {

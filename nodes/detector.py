@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from perception import tracing
 from perception.errors import UserError
 
 if TYPE_CHECKING:
@@ -151,6 +152,9 @@ class Detector:
         timings = self.engine.last_timings
         for stage, ms in timings.as_dict().items():
             self.node.record_stage(stage, ms)
+            if tracing.enabled:  # the batch's time, for each of its frames
+                for msg in good:
+                    tracing.stage(self.node.name, stage, msg.stamp_ns, ms)
         inputs_ok = self.node.inputs_ok()
         with self.node.stage("publish"):
             for msg, result in zip(good, results, strict=True):

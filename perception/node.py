@@ -26,6 +26,7 @@ from typing import Any, NoReturn, TypeVar
 
 import zmq
 
+from perception import tracing
 from perception.bus import BusConfig, Publisher, QueuePolicy, Subscriber
 from perception.bus import local as local_bus
 from perception.config import add_config_arguments, config_from_args
@@ -153,6 +154,7 @@ class Node:
             policy=policy,
             log=self.log,
             local=self.local,
+            owner=self.name,
         )
         self.inputs[topic] = sub
         for item in sub.pollables():
@@ -170,6 +172,7 @@ class Node:
             context=self.context,
             track_sends=track_sends,
             local=self.local,
+            owner=self.name,
         )
         self.outputs[pub.key] = pub
         return pub
@@ -378,6 +381,7 @@ def exit_process(code: int) -> NoReturn:
     ``os._exit``. The node closed its sockets and files itself; skipping the interpreter's
     teardown saves ~1 s per process that imported torch (2 s for the detector), which a launch
     stopping its nodes one after another would otherwise wait for."""
+    tracing.flush()  # atexit handlers do not run
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

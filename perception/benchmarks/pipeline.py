@@ -12,8 +12,14 @@ would load the two cores while the detector works on it; the camera's status cou
 sent) and reports, as one JSON object: capture ->
 detections and capture -> tracks latency (median, p99), throughput, dropped frames, CPU use per
 process, the detector's and tracker's per-stage medians, the median transit (send -> arrival) of
-each hop, and ``overhead_ms``: the median per-frame time the stack
-adds beyond the network's forward pass (capture -> tracks minus the forward time).
+each hop, and ``overhead_ms``: the median per-frame time the stack adds beyond the network's
+forward pass (each frame's capture -> tracks minus that frame's forward time).
+
+The stack runs traced (``perception/tracing.py``): every message's send and arrival, and each
+frame's stage times, so each frame is followed through every hop. ``split_ms`` gives the
+median of each part of a frame's way; ``overhead_of_medians_ms`` is the median capture ->
+tracks minus the median forward (the figure this benchmark reported before it traced frames:
+two medians over different frames, so it moves with the forward's own spread).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +41,7 @@ import cv2
 import yaml
 import zmq
 
+from perception import tracing
 from perception.bus import BusConfig, Subscriber
 from perception.msgs import Detections, NodeStatus, TrackedObjects
 from perception.paths import PROJECT_ROOT
@@ -96,13 +104,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _launch(folder: Path, bus: BusConfig, *nodes: dict[str, Any]) -> subprocess.Popen[bytes]:
-    """``perception launch`` of ``nodes`` in the benchmark's namespace."""
+    """``perception launch`` of ``nodes`` in the benchmark's namespace, traced into
+    ``folder/trace``."""
     launch_file = folder / f"{nodes[0]['name']}.yaml"
     launch_file.write_text(yaml.safe_dump({"nodes": list(nodes)}))
     cmd = [sys.executable, "-m", "perception.cli", "launch", "--table-period", "0"]
+    env = {**os.environ, "PERCEPTION_NAMESPACE": bus.namespace, tracing.ENV: str(folder / "trace")}
     return subprocess.Popen(
         [*cmd, str(launch_file)],
-        env={**os.environ, "PERCEPTION_NAMESPACE": bus.namespace},
+        env=env,
         cwd=PROJECT_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -138,8 +148,9 @@ def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
         if node["name"] in COMPOSE[args.compose]:
             node["process"] = "perception"
     camera_inside = "camera" in COMPOSE[args.compose]
-    dets = Subscriber("perception/detections", bus)
-    tracks = Subscriber("perception/tracks", bus)
+    tracing.enable(folder / "trace")
+    dets = Subscriber("perception/detections", bus, owner="bench")
+    tracks = Subscriber("perception/tracks", bus, owner="bench")
     status = Subscriber("status", bus, instances=["camera", "detector", "tracker"])
     pids: dict[str, int] = {}
     stage_medians = StageMedians()
@@ -170,7 +181,7 @@ def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
     frames_sent = 0  # what the camera's newest status says it published
     last_output = time.monotonic()
     to_dets: list[float] = []
-    to_tracks: list[float] = []
+    to_tracks: dict[int, float] = {}  # capture -> tracks per frame (its capture stamp)
     processed = 0
     transit: dict[str, float] = {}  # median send -> arrival per hop, from the nodes' status
     end = time.monotonic() + args.frames / args.fps + (180 if camera_inside else 60)
@@ -184,7 +195,7 @@ def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
         if tracks.socket in ready:
             for t in tracks.receive():
                 if isinstance(t, TrackedObjects):
-                    to_tracks.append((time.time_ns() - t.stamp_ns) / 1e6)
+                    to_tracks[t.stamp_ns] = (time.time_ns() - t.stamp_ns) / 1e6
                     processed += 1
                     last_output = time.monotonic()
                     first_output = first_output or last_output
@@ -232,7 +243,9 @@ def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
 
     stages, tracker_stages = stage_medians.of("detector"), stage_medians.of("tracker")
     forward = stages.get("forward") or 0.0
-    to_tracks_stats = median_p99(to_tracks)
+    to_tracks_stats = median_p99(list(to_tracks.values()))
+    tracing.flush()
+    overhead, split = frame_split(tracing.read(folder / "trace"), to_tracks)
     result = {
         "bench": "pipeline",
         "frames_sent": frames_sent,
@@ -245,7 +258,11 @@ def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
         "detector_stages_ms": stages,
         "tracker_stages_ms": tracker_stages,
         "transit_ms": transit,
-        "overhead_ms": round(to_tracks_stats["median"] - forward, 2) if to_tracks_stats else None,
+        "overhead_ms": overhead,
+        "overhead_of_medians_ms": (
+            round(to_tracks_stats["median"] - forward, 2) if to_tracks_stats else None
+        ),
+        "split_ms": split,
         "cpu_percent": cpu,
         "composed": "+".join(COMPOSE[args.compose]) or "none",
         "omp_wait_policy": args.omp_wait_policy or "default",
@@ -253,3 +270,81 @@ def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
     }
     print(json.dumps(result), flush=True)
     return 0
+
+
+# The parts of a frame's way, in order: (name, start event, end event). Events are
+# ("sent" | "received", node, topic); the detector's stages come from its stage times.
+_HOPS = (
+    (
+        "frame sent -> detector has it",
+        ("sent", "camera", "camera/frames"),
+        ("received", "detector", "camera/frames"),
+    ),
+    (
+        "detections sent -> tracker has them",
+        ("sent", "detector", "perception/detections"),
+        ("received", "tracker", "perception/detections"),
+    ),
+    (
+        "tracker",
+        ("received", "tracker", "perception/detections"),
+        ("sent", "tracker", "perception/tracks"),
+    ),
+    (
+        "tracks sent -> subscriber has them",
+        ("sent", "tracker", "perception/tracks"),
+        ("received", "bench", "perception/tracks"),
+    ),
+)
+
+
+def frame_split(
+    events: list[dict[str, Any]], capture_to_tracks: dict[int, float]
+) -> tuple[float | None, dict[str, float]]:
+    """From a traced run: the median per-frame overhead (capture -> tracks minus the frame's
+    forward) and the median of each part of a frame's way (ms), over the frames seen whole."""
+    times: dict[int, dict[tuple[str, str, str], int]] = {}
+    stage_ms: dict[int, dict[str, float]] = {}
+    for e in events:
+        stamp = e.get("stamp_ns")
+        if not isinstance(stamp, int):
+            continue
+        if e.get("event") == "stage" and e.get("node") == "detector":
+            stage_ms.setdefault(stamp, {})[e["stage"]] = e["ms"]
+        elif e.get("event") in ("sent", "received"):
+            # the first of each: a frame's messages are sent and received once
+            times.setdefault(stamp, {}).setdefault((e["event"], e["node"], e["topic"]), e["t_ns"])
+    overheads: list[float] = []
+    parts: dict[str, list[float]] = {}
+    needed = {k for _, a, b in _HOPS for k in (a, b)}
+    for stamp, c2t in capture_to_tracks.items():
+        t, st = times.get(stamp, {}), stage_ms.get(stamp, {})
+        if not needed <= set(t) or not {"pre", "forward", "post"} <= set(st):
+            continue
+        overheads.append(c2t - st["forward"])
+        ms = {name: (t[b] - t[a]) / 1e6 for name, a, b in _HOPS}
+        in_detector = (
+            t[("sent", "detector", "perception/detections")]
+            - t[("received", "detector", "camera/frames")]
+        ) / 1e6
+        whole = (
+            t[("received", "bench", "perception/tracks")] - t[("sent", "camera", "camera/frames")]
+        ) / 1e6
+        ms["capture -> frame sent"] = c2t - whole
+        ms["detector: pre"], ms["detector: post"] = st["pre"], st["post"]
+        ms["detector: rest"] = in_detector - st["pre"] - st["forward"] - st["post"]
+        for name, value in ms.items():
+            parts.setdefault(name, []).append(value)
+    order = [
+        "capture -> frame sent",
+        "frame sent -> detector has it",
+        "detector: pre",
+        "detector: post",
+        "detector: rest",
+        "detections sent -> tracker has them",
+        "tracker",
+        "tracks sent -> subscriber has them",
+    ]
+    split = {name: round(statistics.median(parts[name]), 3) for name in order if name in parts}
+    overhead = round(statistics.median(overheads), 2) if overheads else None
+    return overhead, split

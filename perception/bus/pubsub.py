@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import zmq
 
+from perception import tracing
 from perception.bus.codec import (
     CodecError,
     Limits,
@@ -82,10 +83,13 @@ class Publisher:
         validate: bool = True,
         track_sends: bool = False,
         local: LocalBus | None = None,
+        owner: str = "",
     ) -> None:
         """``local``: the process's shared bus (nodes composed in one process); the publisher
-        then uses its context and hands messages to subscribers there directly."""
+        then uses its context and hands messages to subscribers there directly. ``owner``
+        names the sending node in traces (perception/tracing.py)."""
         self.topic = get_topic(topic)
+        self.owner = owner
         self.key = channel_key(topic, instance)
         self.address = endpoint(bus, topic, instance)
         self._validate = validate
@@ -148,6 +152,8 @@ class Publisher:
             raise TypeError(f"{self.key} carries {self.topic.type.TYPE}, not {type(msg).__name__}")
         msg.seq = self._seq
         msg.mono_ns = time.monotonic_ns()
+        if tracing.enabled:
+            tracing.sent(self.owner, self.topic.name, msg.stamp_ns, msg.mono_ns)
         encoded = encode_parts(self._topic_bytes, msg, validate=self._validate)
         self._last_send = None
         if self._heard_subscriptions():
@@ -206,10 +212,13 @@ class Subscriber:
         policy: QueuePolicy | None = None,
         log: logging.Logger | None = None,
         local: LocalBus | None = None,
+        owner: str = "",
     ) -> None:
         """``local``: the process's shared bus; a publisher already in this process then hands
-        its messages over directly (its ``addresses`` entry says ``inproc://``)."""
+        its messages over directly (its ``addresses`` entry says ``inproc://``). ``owner``
+        names the receiving node in traces (perception/tracing.py)."""
         self.topic = get_topic(topic)
+        self.owner = owner
         self.policy = policy or self.topic.policy
         self.addresses = [endpoint(bus, topic, inst) for inst in instances]
         self._local = local
@@ -286,6 +295,10 @@ class Subscriber:
             out = list(newest.values())
         for msg in out:
             self.stats.on_delivered(msg.valid)
+        if tracing.enabled and out:
+            now_ns = time.monotonic_ns()
+            for msg in out:
+                tracing.received(self.owner, self.topic.name, msg.stamp_ns, now_ns)
         return out
 
     def _accept_local(self, item: Message | list[Any]) -> Message | None:

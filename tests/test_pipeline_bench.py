@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
+from perception import tracing
 from tests.conftest import run_perception
 
 
@@ -15,7 +17,9 @@ from tests.conftest import run_perception
     ("compose", "processes"),
     [("all", {"camera+detector+tracker"}), ("none", {"camera", "detector", "tracker"})],
 )
-def test_pipeline_bench_reports_latency_split_as_json(compose: str, processes: set[str]) -> None:
+def test_pipeline_bench_reports_latency_split_as_json(
+    compose: str, processes: set[str], tmp_path: Path
+) -> None:
     result = run_perception(
         "bench",
         "pipeline",
@@ -23,6 +27,8 @@ def test_pipeline_bench_reports_latency_split_as_json(compose: str, processes: s
         "15",
         "--compose",
         compose,
+        "--keep-trace",
+        str(tmp_path / "trace"),
         namespace=f"pipebench{os.getpid()}",
         timeout=300,
     )
@@ -62,6 +68,11 @@ def test_pipeline_bench_reports_latency_split_as_json(compose: str, processes: s
     # the per-frame overhead is capture -> tracks less the frame's forward: a few ms here,
     # and at least the sum of what it is made of, minus rounding and the medians' spread
     assert 0 < report["overhead_ms"] < report["capture_to_tracks_ms"]["median"]
+    # the kept trace: every process's events, each frame from the camera to this process
+    events = tracing.read(tmp_path / "trace")
+    sent = {e["stamp_ns"] for e in events if e["event"] == "sent" and e["node"] == "camera"}
+    got = {e["stamp_ns"] for e in events if e["event"] == "received" and e["node"] == "bench"}
+    assert len(got) == report["frames_processed"] and got <= sent
     assert {"lift", "associate", "publish"} <= set(report["tracker_stages_ms"])
     assert set(report["cpu_percent"]) == processes  # per process, named by its nodes
     assert report["composed"] == ("none" if compose == "none" else "camera+detector+tracker")

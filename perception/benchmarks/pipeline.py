@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -100,6 +101,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="PASSIVE",
         help="OMP_WAIT_POLICY of the detector's process, as the launch files set it; '' leaves "
         "OpenMP's default (idle threads spin for a while)",
+    )
+    parser.add_argument(
+        "--keep-trace",
+        default="",
+        metavar="DIR",
+        help="copy the run's per-frame trace (one JSONL file per process, perception/tracing.py) "
+        "into DIR, to look at single frames",
     )
 
 
@@ -246,6 +254,8 @@ def _run(args: argparse.Namespace, bus: BusConfig, folder: Path) -> int:
     to_tracks_stats = median_p99(list(to_tracks.values()))
     tracing.flush()
     overhead, split = frame_split(tracing.read(folder / "trace"), to_tracks)
+    if args.keep_trace:
+        shutil.copytree(folder / "trace", args.keep_trace, dirs_exist_ok=True)
     result = {
         "bench": "pipeline",
         "frames_sent": frames_sent,

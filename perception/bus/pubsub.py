@@ -6,8 +6,10 @@ socket, deliver only the newest message of each source) or queued (every message
 Bad messages are rejected, counted by reason and logged at a bounded rate; they never raise.
 
 The publisher's socket is an XPUB: to subscribers it is a PUB, and it hears their
-subscriptions, so a message nobody outside the process listens to is not sent. Subscribers in
-the same process get messages handed over directly (``perception/bus/local.py``).
+subscriptions. In a composed process, subscribers in the process get messages handed over
+directly (``perception/bus/local.py``), and a message that nobody outside the process listens
+to is not sent; a publisher on its own sends every message, as a PUB socket does (asking the
+socket costs a little on every message: the bus benchmark's budget is 0.1 ms).
 """
 
 from __future__ import annotations
@@ -146,8 +148,10 @@ class Publisher:
         them afterwards (give each message fresh arrays).
 
         The message is checked and encoded whoever listens (a bad message fails here, at its
-        sender, in every configuration). Subscribers in this process get it first, directly;
-        the socket sends it only while a subscriber outside the process listens."""
+        sender, in every configuration). In a composed process the socket sends it only while
+        a subscriber outside the process listens, and subscribers in the process get it
+        directly, after that send: a subscriber woken first would compete with the send for
+        the interpreter (the detector's publish stage doubled when it did)."""
         if not isinstance(msg, self.topic.type):
             raise TypeError(f"{self.key} carries {self.topic.type.TYPE}, not {type(msg).__name__}")
         msg.seq = self._seq
@@ -156,7 +160,7 @@ class Publisher:
             tracing.sent(self.owner, self.topic.name, msg.stamp_ns, msg.mono_ns)
         encoded = encode_parts(self._topic_bytes, msg, validate=self._validate)
         self._last_send = None
-        if self._heard_subscriptions():
+        if self._local is None or self._heard_subscriptions():
             if self._track:
                 self._last_send = self._sock.send_multipart(encoded.frames, copy=False, track=True)
             else:

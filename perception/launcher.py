@@ -372,7 +372,7 @@ class Launcher:
             for proc in self.procs:
                 for member in proc.members:
                     self._status_subs[member.name] = Subscriber(
-                        "status", self.bus, instances=[member.name]
+                        "status", self.bus, instances=[member.name], owner="launcher"
                     )
                 self._start(proc)
             started = time.monotonic()

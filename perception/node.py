@@ -122,7 +122,12 @@ class Node:
         self._poller = zmq.Poller()
         self._input_of: dict[Any, Subscriber] = {}  # each polled socket or descriptor's input
         self._status = Publisher(
-            "status", config.bus, instance=self.name, context=self.context, local=self.local
+            "status",
+            config.bus,
+            instance=self.name,
+            context=self.context,
+            local=self.local,
+            owner=self.name,
         )
         if self.local is not None:
             self.local.node_opened(self)

@@ -9,7 +9,8 @@ Set ``PERCEPTION_TRACE`` to a folder and every process of the stack appends to
     {"event": "stage", "node": "detector", "stage": "forward", "stamp_ns": ..., "ms": 58.1}
 
 ``sent`` is the moment a publish began (the message's ``mono_ns``, before encoding);
-``received`` the moment the subscriber handed the decoded message over. Events of one frame
+``received`` the moment the subscriber handed the message over (decoded, or delivered in
+the process). Events of one frame
 share its capture ``stamp_ns``, so a frame can be followed through every hop and node: what
 ``perception bench pipeline`` does to split the time the stack adds into its parts. The
 monotonic clock is shared by the processes of one host only.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ FLUSH_EVERY = 4096  # events held in memory before a write
 enabled = False
 _folder: Path | None = None
 _events: list[tuple[Any, ...]] = []
+_flush_lock = threading.Lock()  # the nodes of a composed process share this module
 
 
 def enable(folder: str | os.PathLike[str]) -> None:
@@ -64,8 +67,13 @@ def flush() -> None:
     """Write the events held so far (threads may go on adding meanwhile)."""
     if _folder is None or not _events:
         return
-    batch = _events[:]
-    del _events[: len(batch)]  # what other threads added meanwhile stays
+    with _flush_lock:
+        batch = _events[:]
+        del _events[: len(batch)]  # what other threads added meanwhile stays
+        _write(_folder, batch)
+
+
+def _write(folder: Path, batch: list[tuple[Any, ...]]) -> None:
     lines = []
     for kind, node, name, stamp_ns, value in batch:
         event: dict[str, Any] = {"event": kind, "node": node}
@@ -74,7 +82,7 @@ def flush() -> None:
         else:
             event.update(topic=name, stamp_ns=stamp_ns, t_ns=value)
         lines.append(json.dumps(event))
-    with open(_folder / f"{os.getpid()}.jsonl", "a", encoding="utf-8") as f:
+    with open(folder / f"{os.getpid()}.jsonl", "a", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
 
 

@@ -117,6 +117,34 @@ def test_each_local_subscriber_gets_its_own_checked_message(bus: BusConfig) -> N
     assert local.close()
 
 
+def test_in_process_and_outside_subscribers_reach_the_same_verdict_on_size_limits(
+    bus: BusConfig,
+) -> None:
+    # The sender's checks do not cover the receivers' size limits: a message beyond them must
+    # be rejected in the process too, as it is over ipc, not trusted because it was checked.
+    local = LocalBus()
+    pub = Publisher("status", bus, instance="n", local=local)
+    inside = Subscriber("status", bus, instances=["n"], local=local)
+    outside = Subscriber("status", bus, instances=["n"])
+    assert inside.links() == ["inproc"] and outside.links() == ["ipc"]
+    big = NodeStatus(node="n", counters={f"c{i}": i for i in range(2000)})  # map limit: 1024
+
+    def both_judged() -> bool:
+        pub.publish(big)
+        inside.receive(timeout_ms=20)
+        outside.receive(timeout_ms=20)
+        return bool(sum(inside.stats.rejected.values()) and sum(outside.stats.rejected.values()))
+
+    wait_for(both_judged, 10, "both subscribers to judge the oversized status")
+    assert set(inside.stats.rejected) == set(outside.stats.rejected)
+    pub.publish(NodeStatus(node="n", counters={"ok": 1}))
+    assert [m.counters for m in inside.receive(timeout_ms=1000)] == [{"ok": 1}]
+    for s in (inside, outside):
+        s.close()
+    pub.close()
+    assert local.close()
+
+
 def test_local_only_messages_skip_the_socket_until_someone_outside_subscribes(
     bus: BusConfig,
 ) -> None:

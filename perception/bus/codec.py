@@ -335,6 +335,15 @@ def encode_parts(topic: str, msg: Message, validate: bool = True) -> Encoded:
     return Encoded(frames, cls, header, arrays, validate)
 
 
+def within_limits(encoded: Encoded, limits: Limits) -> bool:
+    """Whether a receiver with ``limits`` takes ``encoded`` on its fast path without a size
+    check failing: every buffer within the buffer limit, and a header short enough that no
+    string, list or map in it can exceed theirs (see :func:`_fast_header_limit`)."""
+    if len(encoded.frames[1]) > _fast_header_limit(limits):
+        return False
+    return all(arr.nbytes <= limits.max_buffer_bytes for arr in encoded.arrays)
+
+
 def delivered_copy(encoded: Encoded) -> Message:
     """The message a receiver gets by decoding ``encoded.frames``, built without decoding:
     the same types and values, fresh lists and maps, the same read-only array views of the

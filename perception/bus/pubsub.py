@@ -5,11 +5,11 @@ more publishers of a topic (e.g. several cameras) and receives either keep-lates
 socket, deliver only the newest message of each source) or queued (every message, in order).
 Bad messages are rejected, counted by reason and logged at a bounded rate; they never raise.
 
-The publisher's socket is an XPUB: to subscribers it is a PUB, and it hears their
-subscriptions. In a composed process, subscribers in the process get messages handed over
-directly (``perception/bus/local.py``), and a message that nobody outside the process listens
-to is not sent; a publisher on its own sends every message, as a PUB socket does (asking the
-socket costs a little on every message: the bus benchmark's budget is 0.1 ms).
+In a composed process, subscribers in the process get messages handed over directly
+(``perception/bus/local.py``), and the publisher's socket is an XPUB (a PUB to subscribers, and
+it hears their subscriptions), so a message that nobody outside the process listens to is not
+sent. A publisher on its own has a PUB socket and sends every message (asking the socket costs
+a little on every message: the bus benchmark's budget is 0.1 ms).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from perception.bus.codec import (
     decode_header,
     delivered_copy,
     encode_parts,
+    within_limits,
 )
 from perception.bus.endpoints import BusConfig, channel_key, endpoint
 from perception.bus.health import InputStats
@@ -41,7 +42,6 @@ from perception.logs import RateLimitedLog
 from perception.msgs import Message
 
 SAME_HOST_PREFIXES = ("ipc://", "tcp://127.", "tcp://localhost:", "inproc://")
-LOCAL_LINK = "local"  # Subscriber.addresses entry prefix of a publisher in this process
 SEND_WAIT_S = 0.02  # wait_sent's default: the longest a sender waits for one message to go out
 MAX_BATCH = (
     1000  # messages taken off a socket per receive() call, so one input cannot starve others
@@ -101,14 +101,18 @@ class Publisher:
         self._topic_prefix = topic.encode()
         self._seq = 0
         self.published = 0
+        self._last_publish_ns = 0
+        self._gap_ns = 0  # between the last two publishes: the source's own period
         self._local = local
+        self._limits = Limits(max_buffer_bytes=self.topic.max_bytes)  # as its subscribers
         # prefixes subscribed from outside the process (XPUB reports each one's first
         # subscriber and its last one leaving)
         self._remote_prefixes: set[bytes] = set()
         self._remote_interest = False
         if local is not None:
             context = local.context
-        self._sock = (context or zmq.Context.instance()).socket(zmq.XPUB)
+        kind = zmq.XPUB if local is not None else zmq.PUB
+        self._sock = (context or zmq.Context.instance()).socket(kind)
         _socket_options(self._sock, self.topic)
         try:
             self._sock.bind(self.address)
@@ -140,7 +144,10 @@ class Publisher:
 
     @property
     def has_remote_subscribers(self) -> bool:
-        """Whether a subscriber outside this process listened at the last publish (or now)."""
+        """Whether a subscriber outside this process listens now (composed publishers only:
+        one on its own sends every message and does not ask)."""
+        if self._local is None:
+            raise RuntimeError(f"{self.key}: only a publisher in a composed process asks")
         return self._heard_subscriptions()
 
     def publish(self, msg: Message) -> None:
@@ -156,6 +163,9 @@ class Publisher:
             raise TypeError(f"{self.key} carries {self.topic.type.TYPE}, not {type(msg).__name__}")
         msg.seq = self._seq
         msg.mono_ns = time.monotonic_ns()
+        if self._last_publish_ns:
+            self._gap_ns = msg.mono_ns - self._last_publish_ns
+        self._last_publish_ns = msg.mono_ns
         if tracing.enabled:
             tracing.sent(self.owner, self.topic.name, msg.stamp_ns, msg.mono_ns)
         encoded = encode_parts(self._topic_bytes, msg, validate=self._validate)
@@ -166,16 +176,23 @@ class Publisher:
             else:
                 self._sock.send_multipart(encoded.frames, copy=False)
         if self._local is not None:
-            for inbox in self._local.inboxes(self.address):
-                # unchecked messages go as frames: the subscriber decodes and checks them
-                inbox.put(delivered_copy(encoded) if encoded.validated else encoded.frames)
+            inboxes = self._local.inboxes(self.address)
+            if inboxes:
+                # Unchecked messages, and any beyond the sizes a receiver's fast path takes, go
+                # as frames: the subscriber decodes and checks them, with its limits, as off
+                # the wire (the sender's checks do not cover the receiver's size limits).
+                trusted = encoded.validated and within_limits(encoded, self._limits)
+                for inbox in inboxes:
+                    inbox.put(delivered_copy(encoded) if trusted else encoded.frames)
         self._seq += 1
         self.published += 1
 
     def wait_sent(self, timeout_s: float = SEND_WAIT_S) -> bool:
-        """Wait up to ``timeout_s`` until ZeroMQ has let go of the last message (it went out
-        to every subscriber, or was dropped); True when it has. Needs ``track_sends=True``.
-        A message that only went to subscribers in this process is never waited for.
+        """Wait up to ``timeout_s``, and at most half the time between the last two messages
+        (a source never waits away more than half its own period), until ZeroMQ has let go of
+        the last message (it went out to every subscriber, or was dropped); True when it has.
+        Needs ``track_sends=True``. A message that only went to subscribers in this process is
+        never waited for.
 
         What is tracked is the message's last part, its last array: ZeroMQ writes a message's
         parts in order, and pyzmq copies parts under 64 kB at once, so this waits for the
@@ -189,6 +206,8 @@ class Publisher:
             raise RuntimeError(f"{self.key}: wait_sent needs track_sends=True")
         if self._last_send is None or self._last_send.done:
             return True
+        if self._gap_ns:
+            timeout_s = min(timeout_s, self._gap_ns / 2e9)
         try:
             self._last_send.wait(timeout_s)
         except zmq.NotDone:
@@ -230,7 +249,8 @@ class Subscriber:
         remote = self.addresses
         if local is not None:
             context = local.context
-            inbox = Inbox(self.topic.hwm)
+            # a high-water mark per publisher, as a socket has per connection
+            inbox = Inbox(self.topic.hwm * len(self.addresses))
             attached = [a for a in self.addresses if local.attach(a, inbox)]
             if attached:
                 self._inbox = inbox

@@ -76,9 +76,11 @@ class RawChannel:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, RECORD_HWM)
         sock.setsockopt(zmq.MAXMSGSIZE, self.topic.max_bytes)
-        # retry every 100 ms without back-off: a publisher that starts late (a player) must
-        # not find the recorder still waiting out a long reconnect interval
-        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        # retry every 20 ms without back-off: a publisher that starts late (a player, a node
+        # composed after another that loads a network) must not find the recorder still
+        # waiting out a long reconnect interval. At 100 ms the demo once lost its first tracks:
+        # the composed tracker bound, and sent them ~70 ms later, before the recorder joined.
+        sock.setsockopt(zmq.RECONNECT_IVL, 20)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 0)
         sock.setsockopt(zmq.SUBSCRIBE, self._topic_bytes)
         sock.connect(self.address)

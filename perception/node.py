@@ -205,8 +205,8 @@ class Node:
             ready = zmq.zmq_poll(items, timeout_ms)
         self.spin_once()
         self.note_input(bool(ready))
-        woken = {id(self._input_of[item]) for item, _ in ready}
-        return [s for s in self.inputs.values() if id(s) in woken]
+        woken = {self._input_of[item] for item, _ in ready}
+        return [s for s in self.inputs.values() if s in woken]
 
     def note_input(self, found: bool) -> None:
         """Say whether the latest wait for input found any (``wait`` does; a loop that polls

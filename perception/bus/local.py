@@ -6,8 +6,9 @@ own loop, in its own thread; what they share is a :class:`LocalBus`: one ZeroMQ 
 record of the topics published in the process. A publisher there binds its usual endpoint (so
 other processes and hosts subscribe as ever); a subscriber in the same process to a topic
 already published there gets an :class:`Inbox` instead of a connection. The publisher checks
-and encodes each message as for the wire, then hands each local subscriber the message itself:
-no socket, no copy, no decoding (ROS 2's intra-process delivery does the same). A pipe wakes the
+and encodes each message as for the wire, then hands each local subscriber its own copy of the
+message, whose arrays are the sender's (read-only): no socket, no pixel copied, no decoding
+(ROS 2's intra-process delivery does the same). A pipe wakes the
 subscriber, so a node polls its local inputs along with its sockets. On the 2-core reference VM
 an ipc hop inside the pipeline took 1.2-1.5 ms; through ZeroMQ's ``inproc`` transport 0.5-0.9
 ms, of which ~0.5 ms per frame went on sending and decoding (docs/benchmarks.md).

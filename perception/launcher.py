@@ -352,7 +352,8 @@ class Launcher:
                 status = p.statuses.get(member.name)
                 if status is not None and p.state == "running":
                     rates = [o.get("rate_hz", 0.0) for o in status.outputs.values()]
-                    rate = f"{max(rates):.1f}" if rates else "-"
+                    if rates and status.state != "stopped":  # a node of a process that goes on
+                        rate = f"{max(rates):.1f}"
                     health = status.state + (f": {status.message}" if status.message else "")
                 rows.append(
                     f"{member.name:16} {pid:>7} {p.state:11} {p.restarts:>8} {rate:>8}  {health}"

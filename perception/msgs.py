@@ -261,7 +261,7 @@ class NodeStatus(Message):
     node: str = value("", "node name")
     pid: int = value(0, "process id")
     uptime_s: float = value(0.0, "seconds since start")
-    state: str = value("ok", "ok | degraded | error")
+    state: str = value("ok", "ok | degraded | error | stopped (its last status)")
     message: str = value("", "human-readable detail of the state")
     inputs: dict[str, Any] = value(
         {},

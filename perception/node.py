@@ -339,6 +339,9 @@ class Node:
                 callback()
             except Exception:  # shutdown goes on: one failing close must not leak the rest
                 self.log.exception("error while closing")
+        # The last status says so: a node that ends inside a composed process that goes on
+        # would otherwise be shown with its last rates, as if still running.
+        self.state = "stopped"
         with contextlib.suppress(zmq.ZMQError):
             self._publish_status(time.monotonic_ns())
         for sub in self.inputs.values():

@@ -356,3 +356,24 @@ def test_composed_process_restarts_as_one_and_a_failing_node_fails_it(
     assert proc.returncode == 1, out
     assert "pair died (exit code 2) and respawn is off" in out
     assert "required node pair failed" in out
+
+
+def test_a_node_that_ends_while_its_process_goes_on_is_shown_stopped(
+    bus: BusConfig, tmp_path: Path
+) -> None:
+    nodes = [
+        {**camera_node("once", loop=False, frames=5, fps=20), "process": "pair", "respawn": False},
+        {"name": "mon", "node": "monitor", "process": "pair", "params": {"topics": []}},
+    ]
+    status = Subscriber("status", bus, instances=["once"])
+    proc = start_launcher(write_launch(tmp_path, nodes), bus, "--duration", "40")
+    last = wait_for(
+        lambda: (s := status_of(status)) and s.state == "stopped" and s, 30, "last camera status"
+    )
+    assert last.outputs["camera/frames"]["published"] == 5
+    time.sleep(1.5)  # the launcher prints its table every second
+    out = stop_cleanly(proc)
+    # the process still runs (the monitor goes on), but the camera's row says it stopped and
+    # shows no rate, where it used to keep its last one
+    rows = [line.split() for line in out.splitlines() if line.startswith("once ")]
+    assert ["running", "0", "-", "stopped"] in [row[2:6] for row in rows], out[-2000:]

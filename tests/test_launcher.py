@@ -159,14 +159,16 @@ def test_stopping_a_launch_loses_nothing_in_flight(bus: BusConfig, tmp_path: Pat
     assert "did not stop" not in log, log  # not taken for a second Ctrl-C
     assert log.index("[cam] stopped") < log.index("[rec] received SIGINT"), log
     frames: list[int] = []
-    published = None
+    published = last_state = None
     for rec in RecordingReader(out).messages(topics={"camera/frames", "status@cam"}):
         msg = rec.decode()
         if isinstance(msg, NodeStatus):
             published = msg.outputs["camera/frames"]["published"]
+            last_state = msg.state
         else:
             frames.append(msg.seq)
     assert published is not None and published >= 10, log
+    assert last_state == "stopped", log
     assert frames and frames == list(range(frames[0], published)), (frames[-5:], published)
 
 

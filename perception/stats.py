@@ -10,14 +10,30 @@ from perception.msgs import NodeStatus
 
 
 def median_p99(values: Sequence[float], digits: int = 2) -> dict[str, float] | None:
-    """``{"median", "p99"}`` of the samples, rounded; None when there are none."""
+    """``{"median", "p99"}`` of the samples, rounded; None when there are none.
+
+    The quantiles of ``np.percentile`` (linear interpolation between order statistics), in
+    plain Python: a node's status summarises a few short sample lists once a second, and
+    ``np.median`` + ``np.percentile`` took ~0.25 ms a list there, run cold beside the frame
+    path (a status at ~2 ms per node held up the frames it overlapped by that much).
+    """
     if not len(values):
         return None
-    a = np.asarray(values, dtype=np.float64)
+    ordered = sorted(map(float, values))
     return {
-        "median": round(float(np.median(a)), digits),
-        "p99": round(float(np.percentile(a, 99)), digits),
+        "median": round(_quantile(ordered, 0.5), digits),
+        "p99": round(_quantile(ordered, 0.99), digits),
     }
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """Linear interpolation at position ``q * (n - 1)`` of sorted values, as NumPy does it
+    (from the upper neighbour past the midpoint, for the same rounding)."""
+    position = q * (len(ordered) - 1)
+    below = int(position)
+    t = position - below
+    lo, hi = ordered[below], ordered[min(below + 1, len(ordered) - 1)]
+    return lo + (hi - lo) * t if t < 0.5 else hi - (hi - lo) * (1.0 - t)
 
 
 class StageMedians:

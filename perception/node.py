@@ -39,6 +39,10 @@ C = TypeVar("C")
 
 REPEAT_SIGNAL_S = 0.5  # a stop signal this soon after the first is the same request
 DRAIN_LIMIT_S = 3.0  # a draining node stops after this long even if its input never goes quiet
+# A due status waits until the node has had this long without input or output, so that it is
+# built and sent between frames, not beside a frame's way through the stack...
+STATUS_QUIET_NS = 10_000_000
+STATUS_MAX_DELAY_NS = 250_000_000  # ...for at most this long (or half the status period)
 
 StopSignal = tuple[int, float]  # (signal number, time.monotonic() when it came)
 
@@ -117,6 +121,7 @@ class Node:
         self._started_ns = time.monotonic_ns()
         self._set_up = False  # the first loop step has come
         self._last_status_ns = 0
+        self._last_input_ns = 0  # when a wait last found input
         self._last_output_counts: dict[str, tuple[int, int]] = {}
         self._warn = RateLimitedLog(self.log)
         self._poller = zmq.Poller()
@@ -194,23 +199,32 @@ class Node:
         read along with another need not wake the node); publishes status when due."""
         self.spin_once()
         if not self.inputs:
-            time.sleep(max(0.0, timeout_s))
+            self.sleep_until(time.monotonic_ns() + int(max(0.0, timeout_s) * 1e9))
             self.note_input(False)
             return []
-        timeout_ms = max(0, int(timeout_s * 1000))
-        if inputs is None:
-            ready = self._poller.poll(timeout_ms)
-        else:
-            items = [(p, zmq.POLLIN) for s in inputs for p in s.pollables()]
-            ready = zmq.zmq_poll(items, timeout_ms)
+        items = None if inputs is None else [(p, zmq.POLLIN) for s in inputs for p in s.pollables()]
+        deadline_ns = time.monotonic_ns() + int(max(0.0, timeout_s) * 1e9)
+        while True:
+            now = time.monotonic_ns()
+            # wake up when the next status may go out, if that comes first
+            step_ns = min(deadline_ns, self._status_send_ns()) - now
+            timeout_ms = max(0, -(-step_ns // 1_000_000))
+            ready = (
+                self._poller.poll(timeout_ms) if items is None else zmq.zmq_poll(items, timeout_ms)
+            )
+            if ready or time.monotonic_ns() >= deadline_ns:
+                break
+            self.spin_once()
+        self.note_input(bool(ready))  # first: a status waits while input is there
         self.spin_once()
-        self.note_input(bool(ready))
         woken = {self._input_of[item] for item, _ in ready}
         return [s for s in self.inputs.values() if s in woken]
 
     def note_input(self, found: bool) -> None:
         """Say whether the latest wait for input found any (``wait`` does; a loop that polls
         its own sockets calls it). While draining after a stop signal, nothing found ends it."""
+        if found:
+            self._last_input_ns = time.monotonic_ns()
         if self._stop_signal is not None and self.running:
             if not found:
                 self.log.info("queued input finished")
@@ -222,11 +236,13 @@ class Node:
     def sleep_until(self, deadline_ns: int) -> None:
         """Sleep until a monotonic deadline in short steps, staying responsive to signals."""
         while self.running:
-            self.spin_once()
-            left = deadline_ns - time.monotonic_ns()
+            self.spin_once(next_output_ns=deadline_ns)
+            now = time.monotonic_ns()
+            left = deadline_ns - now
             if left <= 0:
                 return
-            time.sleep(min(left / 1e9, 0.05))
+            status_in = self._status_send_ns() - now  # wake up for it, if it comes first
+            time.sleep(min(left, status_in if status_in > 0 else left, 50_000_000) / 1e9)
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -269,11 +285,42 @@ class Node:
             if self.local is not None:
                 self.local.node_ready(self)
 
-    def spin_once(self) -> None:
+    def spin_once(self, next_output_ns: int | None = None) -> None:
+        """Housekeeping between steps: the status when it may go out. ``next_output_ns``: when
+        the node publishes next (a source's next frame), so that a status does not go out
+        just before it."""
         self.ready()
         now = time.monotonic_ns()
-        if now - self._last_status_ns >= self.config.status_period_s * 1e9:
+        due_ns, latest_ns = self._status_send_ns(), self._status_latest_ns()
+        if now >= latest_ns or (
+            now >= due_ns and (next_output_ns is None or next_output_ns - now >= STATUS_QUIET_NS)
+        ):
             self._publish_status(now)
+
+    # A status is ~0.5 ms of Python, more while another thread of the process holds the
+    # interpreter. Sent while a frame was on its way through the stack, beside or ahead of the
+    # work on it, it held that frame up by as much (one frame in six on the reference VM). So
+    # it goes out at a quiet moment: a little after the node's input or output, when the frame
+    # it handled has moved on and the next is not due.
+    def _status_send_ns(self) -> int:
+        """When the next status may go out: ``STATUS_QUIET_NS`` after the node's last input or
+        output, if that is once it is due; else after the next one (the node is between two
+        steps of a steady flow), or at :meth:`_status_latest_ns`. An idle node, quiet for
+        longer than that delay, sends it when due."""
+        if not self._last_status_ns:
+            return 0  # the first at once: it says that the node is up
+        due_ns = self._last_status_ns + int(self.config.status_period_s * 1e9)
+        latest_ns = self._status_latest_ns()
+        active_ns = max([self._last_input_ns, *(p.last_publish_ns for p in self.outputs.values())])
+        if active_ns + STATUS_QUIET_NS >= due_ns:
+            return min(active_ns + STATUS_QUIET_NS, latest_ns)
+        return due_ns if due_ns - active_ns >= STATUS_MAX_DELAY_NS else latest_ns
+
+    def _status_latest_ns(self) -> int:
+        """A node that is never quiet still reports: ``STATUS_MAX_DELAY_NS`` (at most half a
+        period) after the status fell due."""
+        period_ns = int(self.config.status_period_s * 1e9)
+        return self._last_status_ns + period_ns + min(STATUS_MAX_DELAY_NS, period_ns // 2)
 
     def status_message(self, now_ns: int) -> NodeStatus:
         elapsed_s = max((now_ns - self._last_status_ns) / 1e9, 1e-9) if self._last_status_ns else 0

@@ -122,6 +122,11 @@ class Publisher:
         if local is not None:
             local.advertise(self.address)
 
+    @property
+    def last_publish_ns(self) -> int:
+        """Monotonic time of the latest publish (0: none yet)."""
+        return self._last_publish_ns
+
     def _heard_subscriptions(self) -> bool:
         """Take the subscription changes waiting on the socket; whether anyone outside the
         process now subscribes to this topic."""

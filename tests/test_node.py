@@ -1,0 +1,67 @@
+"""The node runtime's status timing: a status goes out at a quiet moment, never beside a
+frame's way through the stack, and still comes at about its period when the node is idle or
+never quiet."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from perception.bus import BusConfig, Subscriber
+from perception.msgs import CameraFrame, NodeStatus
+from perception.node import STATUS_QUIET_NS, Node, NodeConfig
+
+
+def _frame() -> CameraFrame:
+    return CameraFrame(frame_id="cam", width=4, height=2, image=np.zeros((2, 4, 3), np.uint8))
+
+
+def _statuses(sub: Subscriber) -> list[NodeStatus]:
+    return [m for m in sub.receive(timeout_ms=200) if isinstance(m, NodeStatus)]
+
+
+@pytest.mark.parametrize("period_ms", [30, 2])
+def test_status_goes_out_between_outputs(bus: BusConfig, period_ms: int) -> None:
+    """A source publishing every 30 ms: each status starts at least STATUS_QUIET_NS after a
+    frame and before the next. One publishing every 2 ms is never quiet: its statuses come
+    anyway, at most half a period late."""
+    status = Subscriber("status", bus, instances=["src"])
+    sent: list[int] = []
+    with Node("camera", NodeConfig(name="src", bus=bus, status_period_s=0.1)) as node:
+        frames = node.advertise("camera/frames")
+        time.sleep(0.3)  # the subscription reaches the status publisher
+        next_ns = time.monotonic_ns()
+        end_ns = next_ns + 2_000_000_000
+        while next_ns < end_ns:
+            next_ns += period_ms * 1_000_000
+            node.sleep_until(next_ns)
+            frames.publish(_frame())
+            sent.append(frames.last_publish_ns)
+            node.spin_once()
+        got = _statuses(status)
+    stamps = [m.mono_ns for m in got if m.state != "stopped"]
+    assert len(stamps) >= 13, len(stamps)  # 2 s at 10 Hz, at most half a period late each
+    assert max(np.diff(stamps)) <= 0.2e9
+    if period_ms == 30:
+        for t in stamps[1:]:  # the first goes at once: it says that the node is up
+            before = max(s for s in sent if s < t)
+            after = min((s for s in sent if s > t), default=t + STATUS_QUIET_NS)
+            assert t - before >= STATUS_QUIET_NS and after - t >= STATUS_QUIET_NS, (
+                (t - before) / 1e6,
+                (after - t) / 1e6,
+            )
+
+
+def test_an_idle_node_reports_at_its_period(bus: BusConfig) -> None:
+    status = Subscriber("status", bus, instances=["idle"])
+    with Node("monitor", NodeConfig(name="idle", bus=bus, status_period_s=0.1)) as node:
+        node.subscribe("camera/frames")  # nothing is published: the waits time out
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            node.wait(0.05)
+        got = _statuses(status)
+    stamps = [m.mono_ns for m in got if m.state != "stopped"]
+    assert len(stamps) >= 11, len(stamps)  # 1.5 s at 10 Hz, when due
+    assert max(np.diff(stamps[1:])) <= 0.13e9

@@ -70,6 +70,8 @@ class CameraPublisher:
         instance = config.instance or None
         self.frames_pub = node.advertise("camera/frames", instance, track_sends=True)
         self.info_pub = node.advertise("camera/info", instance) if self.model else None
+        if self.info_pub is not None:  # at once, then about every second, between frames
+            node.every(INFO_PERIOD_S, self._publish_info)
         if self.model and self.model.name != config.camera:
             # one calibration file may serve several cameras: the node's name wins
             self.model.name = config.camera
@@ -79,7 +81,6 @@ class CameraPublisher:
         self.published = 0
         self._is_open = False
         self._backoff_s = 0.5
-        self._next_info_ns = 0
         self._t0_ns = 0  # wall-clock monotonic origin of the source's time axis
         self._size_warned = False
 
@@ -113,7 +114,7 @@ class CameraPublisher:
         return True
 
     def step(self) -> bool:
-        """Publish one frame (and the info when due); False when the node should stop."""
+        """Publish one frame; False when the node should stop."""
         if self.config.frames and self.published >= self.config.frames:
             return False
         if not self._is_open and not self._open():
@@ -148,6 +149,15 @@ class CameraPublisher:
             self.frames_pub.wait_sent()
         return True
 
+    def _publish_info(self, _now_ns: int) -> None:
+        """The calibration. It changes no frame, so it goes out at a quiet moment of the node
+        (``Node.every``): next to a frame, its encoding and the subscribers' handling of it
+        held that frame up by ~1 ms."""
+        assert self.model is not None and self.info_pub is not None
+        info = self.model.to_msg()
+        info.stamp_ns = time.time_ns()
+        self.info_pub.publish(info)
+
     def _publish(self, image: np.ndarray, stamp_ns: int) -> None:
         h, w = image.shape[:2]
         if self.model and (w, h) != (self.model.width, self.model.height) and not self._size_warned:
@@ -159,11 +169,6 @@ class CameraPublisher:
                 self.model.width,
                 self.model.height,
             )
-        if self.info_pub is not None and self.model and time.monotonic_ns() >= self._next_info_ns:
-            info = self.model.to_msg()
-            info.stamp_ns = stamp_ns
-            self.info_pub.publish(info)
-            self._next_info_ns = time.monotonic_ns() + int(INFO_PERIOD_S * 1e9)
         encoding = self.config.encoding
         if encoding == "jpeg":
             with self.node.stage("encode"):

@@ -39,10 +39,11 @@ C = TypeVar("C")
 
 REPEAT_SIGNAL_S = 0.5  # a stop signal this soon after the first is the same request
 DRAIN_LIMIT_S = 3.0  # a draining node stops after this long even if its input never goes quiet
-# A due status waits until the node has had this long without input or output, so that it is
-# built and sent between frames, not beside a frame's way through the stack...
-STATUS_QUIET_NS = 10_000_000
-STATUS_MAX_DELAY_NS = 250_000_000  # ...for at most this long (or half the status period)
+# A due periodic task (the status, a camera's calibration) waits until the node has had this
+# long without input or output, so that it runs between frames, not beside a frame's way
+# through the stack...
+QUIET_NS = 10_000_000
+MAX_DELAY_NS = 250_000_000  # ...for at most this long (or half its period)
 
 StopSignal = tuple[int, float]  # (signal number, time.monotonic() when it came)
 
@@ -91,6 +92,32 @@ class StageTimer:
         return {**summary, "count": count}
 
 
+@dataclass
+class _Periodic:
+    """A task a node runs about every ``period_ns``, at a quiet moment (see ``Node.every``)."""
+
+    period_ns: int
+    run: Callable[[int], None]  # given the monotonic time, ns
+    last_ns: int = 0  # its latest run (0: not yet)
+
+    def send_ns(self, active_ns: int) -> int:
+        """When it may run next, given the node's latest input or output at ``active_ns``:
+        ``QUIET_NS`` after that, if that is once it is due; else after the next one (the node
+        is between two steps of a steady flow), or at :meth:`latest_ns`. For an idle node,
+        quiet for longer than that delay, when due; the first run at once."""
+        if not self.last_ns:
+            return 0
+        due_ns = self.last_ns + self.period_ns
+        if active_ns + QUIET_NS >= due_ns:
+            return min(active_ns + QUIET_NS, self.latest_ns())
+        return due_ns if due_ns - active_ns >= MAX_DELAY_NS else self.latest_ns()
+
+    def latest_ns(self) -> int:
+        """A node that is never quiet still runs it: at most ``MAX_DELAY_NS`` (and half a
+        period) after it fell due."""
+        return self.last_ns + self.period_ns + min(MAX_DELAY_NS, self.period_ns // 2)
+
+
 class Node:
     """Runtime of one node process. Use as a context manager."""
 
@@ -122,6 +149,7 @@ class Node:
         self._set_up = False  # the first loop step has come
         self._last_status_ns = 0
         self._last_input_ns = 0  # when a wait last found input
+        self._periodic = [_Periodic(int(config.status_period_s * 1e9), self._publish_status)]
         self._last_output_counts: dict[str, tuple[int, int]] = {}
         self._warn = RateLimitedLog(self.log)
         self._poller = zmq.Poller()
@@ -206,8 +234,8 @@ class Node:
         deadline_ns = time.monotonic_ns() + int(max(0.0, timeout_s) * 1e9)
         while True:
             now = time.monotonic_ns()
-            # wake up when the next status may go out, if that comes first
-            step_ns = min(deadline_ns, self._status_send_ns()) - now
+            # wake up when a periodic task may run, if that comes first
+            step_ns = min(deadline_ns, self._next_task_ns()) - now
             timeout_ms = max(0, -(-step_ns // 1_000_000))
             ready = (
                 self._poller.poll(timeout_ms) if items is None else zmq.zmq_poll(items, timeout_ms)
@@ -241,8 +269,8 @@ class Node:
             left = deadline_ns - now
             if left <= 0:
                 return
-            status_in = self._status_send_ns() - now  # wake up for it, if it comes first
-            time.sleep(min(left, status_in if status_in > 0 else left, 50_000_000) / 1e9)
+            task_in = self._next_task_ns() - now  # wake up for it, if it comes first
+            time.sleep(min(left, task_in if task_in > 0 else left, 50_000_000) / 1e9)
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -286,41 +314,35 @@ class Node:
                 self.local.node_ready(self)
 
     def spin_once(self, next_output_ns: int | None = None) -> None:
-        """Housekeeping between steps: the status when it may go out. ``next_output_ns``: when
-        the node publishes next (a source's next frame), so that a status does not go out
-        just before it."""
+        """Housekeeping between steps: the periodic tasks (the status, ...) whose moment has
+        come. ``next_output_ns``: when the node publishes next (a source's next frame), so
+        that a task does not run just before it."""
         self.ready()
-        now = time.monotonic_ns()
-        due_ns, latest_ns = self._status_send_ns(), self._status_latest_ns()
-        if now >= latest_ns or (
-            now >= due_ns and (next_output_ns is None or next_output_ns - now >= STATUS_QUIET_NS)
-        ):
-            self._publish_status(now)
+        for task in self._periodic:
+            now = time.monotonic_ns()
+            if now >= task.latest_ns() or (
+                now >= task.send_ns(self._last_active_ns())
+                and (next_output_ns is None or next_output_ns - now >= QUIET_NS)
+            ):
+                task.last_ns = now
+                task.run(now)
 
     # A status is ~0.5 ms of Python, more while another thread of the process holds the
     # interpreter. Sent while a frame was on its way through the stack, beside or ahead of the
     # work on it, it held that frame up by as much (one frame in six on the reference VM). So
-    # it goes out at a quiet moment: a little after the node's input or output, when the frame
-    # it handled has moved on and the next is not due.
-    def _status_send_ns(self) -> int:
-        """When the next status may go out: ``STATUS_QUIET_NS`` after the node's last input or
-        output, if that is once it is due; else after the next one (the node is between two
-        steps of a steady flow), or at :meth:`_status_latest_ns`. An idle node, quiet for
-        longer than that delay, sends it when due."""
-        if not self._last_status_ns:
-            return 0  # the first at once: it says that the node is up
-        due_ns = self._last_status_ns + int(self.config.status_period_s * 1e9)
-        latest_ns = self._status_latest_ns()
-        active_ns = max([self._last_input_ns, *(p.last_publish_ns for p in self.outputs.values())])
-        if active_ns + STATUS_QUIET_NS >= due_ns:
-            return min(active_ns + STATUS_QUIET_NS, latest_ns)
-        return due_ns if due_ns - active_ns >= STATUS_MAX_DELAY_NS else latest_ns
+    # periodic work runs at a quiet moment: a little after the node's input or output, when
+    # the frame it handled has moved on and the next is not due.
+    def every(self, period_s: float, task: Callable[[int], None]) -> None:
+        """Run ``task(now_ns)`` about every ``period_s`` at a quiet moment of this node (from
+        ``spin_once``, which ``wait`` and ``sleep_until`` call); the first run at once."""
+        self._periodic.append(_Periodic(int(period_s * 1e9), task))
 
-    def _status_latest_ns(self) -> int:
-        """A node that is never quiet still reports: ``STATUS_MAX_DELAY_NS`` (at most half a
-        period) after the status fell due."""
-        period_ns = int(self.config.status_period_s * 1e9)
-        return self._last_status_ns + period_ns + min(STATUS_MAX_DELAY_NS, period_ns // 2)
+    def _last_active_ns(self) -> int:
+        return max([self._last_input_ns, *(p.last_publish_ns for p in self.outputs.values())])
+
+    def _next_task_ns(self) -> int:
+        active_ns = self._last_active_ns()
+        return min(min(t.send_ns(active_ns), t.latest_ns()) for t in self._periodic)
 
     def status_message(self, now_ns: int) -> NodeStatus:
         elapsed_s = max((now_ns - self._last_status_ns) / 1e9, 1e-9) if self._last_status_ns else 0

@@ -11,7 +11,7 @@ import pytest
 
 from perception.bus import BusConfig, Subscriber
 from perception.msgs import CameraFrame, NodeStatus
-from perception.node import STATUS_QUIET_NS, Node, NodeConfig
+from perception.node import QUIET_NS, Node, NodeConfig
 
 
 def _frame() -> CameraFrame:
@@ -24,7 +24,7 @@ def _statuses(sub: Subscriber) -> list[NodeStatus]:
 
 @pytest.mark.parametrize("period_ms", [30, 2])
 def test_status_goes_out_between_outputs(bus: BusConfig, period_ms: int) -> None:
-    """A source publishing every 30 ms: each status starts at least STATUS_QUIET_NS after a
+    """A source publishing every 30 ms: each status starts at least QUIET_NS after a
     frame and before the next. One publishing every 2 ms is never quiet: its statuses come
     anyway, at most half a period late."""
     status = Subscriber("status", bus, instances=["src"])
@@ -47,8 +47,8 @@ def test_status_goes_out_between_outputs(bus: BusConfig, period_ms: int) -> None
     if period_ms == 30:
         for t in stamps[1:]:  # the first goes at once: it says that the node is up
             before = max(s for s in sent if s < t)
-            after = min((s for s in sent if s > t), default=t + STATUS_QUIET_NS)
-            assert t - before >= STATUS_QUIET_NS and after - t >= STATUS_QUIET_NS, (
+            after = min((s for s in sent if s > t), default=t + QUIET_NS)
+            assert t - before >= QUIET_NS and after - t >= QUIET_NS, (
                 (t - before) / 1e6,
                 (after - t) / 1e6,
             )

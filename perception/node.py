@@ -320,6 +320,8 @@ class Node:
         self.ready()
         for task in self._periodic:
             now = time.monotonic_ns()
+            if now < task.last_ns + task.period_ns:
+                continue  # not due: nearly always (kept cheap: it runs on every step)
             if now >= task.latest_ns() or (
                 now >= task.send_ns(self._last_active_ns())
                 and (next_output_ns is None or next_output_ns - now >= QUIET_NS)
@@ -341,8 +343,13 @@ class Node:
         return max([self._last_input_ns, *(p.last_publish_ns for p in self.outputs.values())])
 
     def _next_task_ns(self) -> int:
-        active_ns = self._last_active_ns()
-        return min(min(t.send_ns(active_ns), t.latest_ns()) for t in self._periodic)
+        """When the next periodic task may run (a task not yet due: when it falls due)."""
+        now = time.monotonic_ns()
+        soonest = now + 3_600_000_000_000
+        for task in self._periodic:
+            due_ns = task.last_ns + task.period_ns
+            soonest = min(soonest, due_ns if due_ns > now else task.send_ns(self._last_active_ns()))
+        return soonest
 
     def status_message(self, now_ns: int) -> NodeStatus:
         elapsed_s = max((now_ns - self._last_status_ns) / 1e9, 1e-9) if self._last_status_ns else 0

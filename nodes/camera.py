@@ -70,8 +70,6 @@ class CameraPublisher:
         instance = config.instance or None
         self.frames_pub = node.advertise("camera/frames", instance, track_sends=True)
         self.info_pub = node.advertise("camera/info", instance) if self.model else None
-        if self.info_pub is not None:  # at once, then about every second, between frames
-            node.every(INFO_PERIOD_S, self._publish_info)
         if self.model and self.model.name != config.camera:
             # one calibration file may serve several cameras: the node's name wins
             self.model.name = config.camera
@@ -149,7 +147,7 @@ class CameraPublisher:
             self.frames_pub.wait_sent()
         return True
 
-    def _publish_info(self, _now_ns: int) -> None:
+    def publish_info(self, _now_ns: int) -> None:
         """The calibration. It changes no frame, so it goes out at a quiet moment of the node
         (``Node.every``): next to a frame, its encoding and the subscribers' handling of it
         held that frame up by ~1 ms."""
@@ -201,6 +199,11 @@ def run(config: CameraConfig) -> int:
         node.on_close(cam.source.close)
         node.ready()
         node.sleep_until(time.monotonic_ns() + int(config.start_delay_s * 1e9))
+        if cam.info_pub is not None:
+            # Once late subscribers had their pause: the first goes out now, before the first
+            # frame; then about every second, between frames.
+            node.every(INFO_PERIOD_S, cam.publish_info)
+            node.spin_once()
         node.log.info(
             "publishing %s from %s on %s", config.camera, config.source, cam.frames_pub.address
         )

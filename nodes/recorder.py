@@ -192,8 +192,8 @@ def run(config: RecorderConfig) -> int:
             except RecordingWriteError as exc:
                 node.set_state("error", str(exc))  # logged, and in the final status
                 return 1
+            node.note_input(arrived > 0)  # first: periodic work waits while input arrives
             node.spin_once()
-            node.note_input(arrived > 0)
             if deadline is not None and time.monotonic() >= deadline:
                 node.log.info("recorded for %.1f s, stopping", config.duration_s)
                 break

@@ -126,6 +126,8 @@ class Node:
         ``config.drain_on_stop`` a stop signal keeps ``running`` until an input wait finds
         nothing (what upstream sent before it stopped is processed, not lost). Sources, and
         any node run on its own, stop at once."""
+        if not config.status_period_s > 0:
+            raise UserError(f"status_period_s must be > 0, not {config.status_period_s}")
         self.kind = kind
         self.drain_on_stop = can_drain and config.drain_on_stop
         self.name = config.name or kind
@@ -326,7 +328,10 @@ class Node:
                 now >= task.send_ns(self._last_active_ns())
                 and (next_output_ns is None or next_output_ns - now >= QUIET_NS)
             ):
-                task.last_ns = now
+                # From when it fell due (not when it ran), so that it keeps its period on
+                # average; from now after a stall of a period or more, or the first time.
+                due_ns = task.last_ns + task.period_ns
+                task.last_ns = due_ns if task.last_ns and now - due_ns < task.period_ns else now
                 task.run(now)
 
     # A status is ~0.5 ms of Python, more while another thread of the process holds the
@@ -337,6 +342,8 @@ class Node:
     def every(self, period_s: float, task: Callable[[int], None]) -> None:
         """Run ``task(now_ns)`` about every ``period_s`` at a quiet moment of this node (from
         ``spin_once``, which ``wait`` and ``sleep_until`` call); the first run at once."""
+        if not period_s > 0:
+            raise ValueError(f"a periodic task needs a period > 0 s, not {period_s}")
         self._periodic.append(_Periodic(int(period_s * 1e9), task))
 
     def _last_active_ns(self) -> int:
@@ -416,8 +423,10 @@ class Node:
             except Exception:  # shutdown goes on: one failing close must not leak the rest
                 self.log.exception("error while closing")
         # The last status says so: a node that ends inside a composed process that goes on
-        # would otherwise be shown with its last rates, as if still running.
-        self.state = "stopped"
+        # would otherwise be shown with its last rates, as if still running. (An error stays:
+        # the last status is where it is reported.)
+        if self.state != "error":
+            self.state = "stopped"
         with contextlib.suppress(zmq.ZMQError):
             self._publish_status(time.monotonic_ns())
         for sub in self.inputs.values():

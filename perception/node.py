@@ -100,6 +100,10 @@ class _Periodic:
     run: Callable[[int], None]  # given the monotonic time, ns
     last_ns: int = 0  # its latest run (0: not yet)
 
+    @property
+    def due_ns(self) -> int:
+        return self.last_ns + self.period_ns
+
     def send_ns(self, active_ns: int) -> int:
         """When it may run next, given the node's latest input or output at ``active_ns``:
         ``QUIET_NS`` after that, if that is once it is due; else after the next one (the node
@@ -107,7 +111,7 @@ class _Periodic:
         quiet for longer than that delay, when due; the first run at once."""
         if not self.last_ns:
             return 0
-        due_ns = self.last_ns + self.period_ns
+        due_ns = self.due_ns
         if active_ns + QUIET_NS >= due_ns:
             return min(active_ns + QUIET_NS, self.latest_ns())
         return due_ns if due_ns - active_ns >= MAX_DELAY_NS else self.latest_ns()
@@ -115,7 +119,13 @@ class _Periodic:
     def latest_ns(self) -> int:
         """A node that is never quiet still runs it: at most ``MAX_DELAY_NS`` (and half a
         period) after it fell due."""
-        return self.last_ns + self.period_ns + min(MAX_DELAY_NS, self.period_ns // 2)
+        return self.due_ns + min(MAX_DELAY_NS, self.period_ns // 2)
+
+    def ran(self, now_ns: int) -> None:
+        """Count the period from when the task fell due (not when it ran), so that it keeps
+        its period on average; from now after a stall of a period or more, or the first time."""
+        due_ns = self.due_ns
+        self.last_ns = due_ns if self.last_ns and now_ns - due_ns < self.period_ns else now_ns
 
 
 class Node:
@@ -322,16 +332,13 @@ class Node:
         self.ready()
         for task in self._periodic:
             now = time.monotonic_ns()
-            if now < task.last_ns + task.period_ns:
+            if now < task.due_ns:
                 continue  # not due: nearly always (kept cheap: it runs on every step)
             if now >= task.latest_ns() or (
                 now >= task.send_ns(self._last_active_ns())
                 and (next_output_ns is None or next_output_ns - now >= QUIET_NS)
             ):
-                # From when it fell due (not when it ran), so that it keeps its period on
-                # average; from now after a stall of a period or more, or the first time.
-                due_ns = task.last_ns + task.period_ns
-                task.last_ns = due_ns if task.last_ns and now - due_ns < task.period_ns else now
+                task.ran(now)
                 task.run(now)
 
     # A status is ~0.5 ms of Python, more while another thread of the process holds the
@@ -351,12 +358,8 @@ class Node:
 
     def _next_task_ns(self) -> int:
         """When the next periodic task may run (a task not yet due: when it falls due)."""
-        now = time.monotonic_ns()
-        soonest = now + 3_600_000_000_000
-        for task in self._periodic:
-            due_ns = task.last_ns + task.period_ns
-            soonest = min(soonest, due_ns if due_ns > now else task.send_ns(self._last_active_ns()))
-        return soonest
+        now, active_ns = time.monotonic_ns(), self._last_active_ns()
+        return min(t.due_ns if t.due_ns > now else t.send_ns(active_ns) for t in self._periodic)
 
     def status_message(self, now_ns: int) -> NodeStatus:
         elapsed_s = max((now_ns - self._last_status_ns) / 1e9, 1e-9) if self._last_status_ns else 0

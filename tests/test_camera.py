@@ -73,6 +73,19 @@ def test_project_backproject_round_trip(model: str) -> None:
     assert np.abs(pin - uv).max() > 5.0
 
 
+@pytest.mark.parametrize("model", ["plumb_bob", "rational_polynomial"])
+def test_undistorting_without_distortion_is_opencvs_pinhole_inverse(model: str) -> None:
+    # Skew in K is ignored, as OpenCV's projection and undistortion ignore it.
+    skewed_k = [[500.0, 2.0, 322.5], [0.0, 505.0, 238.0], [0.0, 0.0, 1.0]]
+    cam = CameraModel("cam", 640, 480, skewed_k, np.zeros(len(MODELS[model])), model)
+    uv = grid_pixels(cam)
+    ours = cam.undistort_points(uv)
+    opencv = cv2.undistortPoints(uv.reshape(-1, 1, 2), cam.K, cam.D).reshape(-1, 2)
+    np.testing.assert_allclose(ours, opencv, rtol=0, atol=1e-12)
+    uv2 = cam.project(np.column_stack([ours, np.ones(len(ours))]))
+    np.testing.assert_allclose(uv2, uv, rtol=0, atol=1e-9)
+
+
 def test_points_behind_the_camera_are_nan() -> None:
     uv, z = make("plumb_bob").project_with_depth(np.array([[0.0, 0.0, -1.0], [0.1, 0.0, 2.0]]))
     assert np.isnan(uv[0]).all() and np.isfinite(uv[1]).all() and z[0] == -1.0

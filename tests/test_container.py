@@ -72,6 +72,37 @@ def test_local_link_is_in_process_and_others_still_reach_the_publisher(bus: BusC
     assert local.close()
 
 
+def test_a_subscriber_reads_its_socket_only_for_publishers_outside_the_process(
+    bus: BusConfig,
+) -> None:
+    local = LocalBus()
+    inside_pub = Publisher("camera/frames", bus, instance="a", local=local)
+    outside_pub = Publisher("camera/frames", bus, instance="b")  # as in another process
+    only_local = Subscriber("camera/frames", bus, instances=["a"], local=local)
+    mixed = Subscriber("camera/frames", bus, instances=["a", "b"], local=local)
+    assert only_local.links() == ["inproc"] and mixed.links() == ["inproc", "ipc"]
+    # nothing can arrive on a socket with no peer: it is not polled
+    assert only_local.pollables() == [only_local._inbox.fileno()]  # type: ignore[union-attr]
+    assert len(mixed.pollables()) == 2
+    got: dict[str, set[str]] = {"only_local": set(), "mixed": set()}
+
+    def both_sources_arrive() -> bool:
+        for pub, frame_id in ((inside_pub, "a"), (outside_pub, "b")):
+            msg = frame(1)
+            msg.frame_id = frame_id
+            pub.publish(msg)
+        for name, s in (("only_local", only_local), ("mixed", mixed)):
+            got[name] |= {m.frame_id for m in s.receive(timeout_ms=20)}
+        return got["mixed"] == {"a", "b"} and got["only_local"] == {"a"}
+
+    wait_for(both_sources_arrive, 10, "frames from the local and the outside publisher")
+    for s in (only_local, mixed):
+        s.close()
+    inside_pub.close()
+    outside_pub.close()
+    assert local.close()
+
+
 def test_each_local_subscriber_gets_its_own_checked_message(bus: BusConfig) -> None:
     local = LocalBus()
     pub = Publisher("perception/detections", bus, local=local)

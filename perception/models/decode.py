@@ -45,6 +45,8 @@ class Decoded:
 def _host(t: Any) -> np.ndarray:
     """A float32 NumPy view (CPU tensor) or copy (GPU tensor) of a network output."""
     if isinstance(t, torch.Tensor):
+        if t.dtype == torch.float32 and t.device.type == "cpu" and not t.requires_grad:
+            return t.numpy()  # the usual case, without two more operator calls
         return t.detach().to("cpu", torch.float32).numpy()
     return np.asarray(t, np.float32)
 
@@ -53,7 +55,7 @@ def _channels_last(x: np.ndarray) -> np.ndarray:
     """(B, C, h, w) -> (B, h * w, C): a view when the network ran channels-last (the
     engine's default), a copy otherwise."""
     b, c, h, w = x.shape
-    return np.moveaxis(x, 1, -1).reshape(b, h * w, c)
+    return x.transpose(0, 2, 3, 1).reshape(b, h * w, c)
 
 
 def local_peaks(heat: np.ndarray) -> np.ndarray:
@@ -114,20 +116,24 @@ def decode_detections(
         if len(cand) > top_k:
             best_k = np.sort(np.argpartition(-logits, top_k - 1)[:top_k])  # ties: list order
             cand, logits, class_ids = cand[best_k], logits[best_k], class_ids[best_k]
-        order = np.argsort(-logits, kind="stable")
+        order = (-logits).argsort(kind="stable")
         cand, logits, class_ids = cand[order], logits[order], class_ids[order]
         ys, xs = np.divmod(cand, w)
         offset = offset_all[i, cand].T
-        size = np.exp(np.minimum(log_size_all[i, cand].T, 8.0)) * stride
-        cx = (xs + offset[0]) * stride - 0.5
-        cy = (ys + offset[1]) * stride - 0.5
-        boxes = np.stack(
-            [cx - size[0] / 2, cy - size[1] / 2, cx + size[0] / 2, cy + size[1] / 2], axis=-1
-        )
-        depth = np.exp(np.clip(obj_depth_all[i, cand, 0], *log_depth_range))
+        half = np.exp(np.minimum(log_size_all[i, cand], 8.0)) * (0.5 * stride)  # (K, 2)
+        centre = np.empty(half.shape)
+        centre[:, 0] = xs + offset[0]
+        centre[:, 1] = ys + offset[1]
+        centre *= stride
+        centre -= 0.5
+        boxes = np.empty((len(cand), 4), np.float32)
+        np.subtract(centre, half, out=boxes[:, :2], casting="same_kind")
+        np.add(centre, half, out=boxes[:, 2:], casting="same_kind")
+        log_depth = np.maximum(obj_depth_all[i, cand, 0], log_depth_range[0])
+        depth = np.exp(np.minimum(log_depth, log_depth_range[1], out=log_depth))
         results.append(
             Decoded(
-                boxes_xyxy=boxes.astype(np.float32),
+                boxes_xyxy=boxes,
                 scores=(1.0 / (1.0 + np.exp(-logits))).astype(np.float32),
                 class_ids=class_ids.astype(np.int64),
                 depth_m=depth.astype(np.float32),

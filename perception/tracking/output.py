@@ -15,6 +15,7 @@ import numpy as np
 from perception.tracking.byte import TrackSet
 
 UNKNOWN_VARIANCE = 1e6  # m^2 and (m/s)^2: "not measured"
+_UNKNOWN_COV = np.eye(6) * UNKNOWN_VARIANCE
 
 
 def tracks_to_msg_fields(tracks: TrackSet) -> dict[str, Any]:
@@ -22,8 +23,8 @@ def tracks_to_msg_fields(tracks: TrackSet) -> dict[str, Any]:
     states with the message's dtypes: pass them as keyword arguments to ``TrackedObjects(...)``
     together with the envelope (stamp_ns of the source frame, camera, class_names)."""
     known = np.isfinite(tracks.positions_m).all(axis=1)
-    unknown_cov = np.eye(6) * UNKNOWN_VARIANCE
-    cov = np.where(known[:, None, None], tracks.covariances, unknown_cov)
+    cov = np.where(known[:, None, None], tracks.covariances, _UNKNOWN_COV)
+    sizes = tracks.sizes_m
     return {
         "ids": tracks.ids.astype(np.int64),
         "class_ids": tracks.class_ids.astype(np.int32),
@@ -32,7 +33,7 @@ def tracks_to_msg_fields(tracks: TrackSet) -> dict[str, Any]:
         "position_m": np.where(known[:, None], tracks.positions_m, 0.0).astype(np.float32),
         "velocity_mps": np.where(known[:, None], tracks.velocities_mps, 0.0).astype(np.float32),
         "covariance": cov.astype(np.float32).reshape(-1, 6, 6),
-        "size_m": np.nan_to_num(tracks.sizes_m, nan=0.0).astype(np.float32).reshape(-1, 2),
+        "size_m": np.where(np.isfinite(sizes), sizes, 0.0).astype(np.float32).reshape(-1, 2),
         "age_s": tracks.ages_s.astype(np.float32),
         "states": tracks.states.astype(np.uint8),
     }

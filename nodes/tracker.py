@@ -119,7 +119,9 @@ class TrackerState:
         return cam
 
     def _track(self, det: Detections, depth: DepthMap | None) -> None:
-        tracker = self.trackers.setdefault(det.camera, Tracker(self.tracker_config))
+        tracker = self.trackers.get(det.camera)
+        if tracker is None:  # not setdefault: building a Tracker costs ~0.15-0.45 ms
+            tracker = self.trackers[det.camera] = Tracker(self.tracker_config)
         camera = self._camera_for(det)
         positions = covs = sizes = None
         with self.node.stage("lift"):

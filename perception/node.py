@@ -295,7 +295,10 @@ class Node:
 
     def record_stage(self, name: str, ms: float) -> None:
         """Add a duration measured elsewhere (e.g. on the GPU) to a stage's statistics."""
-        self.stages.setdefault(name, StageTimer()).add(ms)
+        timer = self.stages.get(name)
+        if timer is None:
+            timer = self.stages[name] = StageTimer()
+        timer.add(ms)
 
     def inputs_ok(self, topics: Sequence[str] | None = None) -> bool:
         """True when every (named) input is alive, at rate and upstream-valid."""

@@ -246,6 +246,34 @@ def test_field_types_and_cross_field_rules() -> None:
         encode("t", frame)
 
 
+@pytest.mark.parametrize(
+    ("index", "field", "value", "ok"),
+    [
+        (3, "class_ids", [0, 1, 1, 1, 1], True),  # the last class
+        (3, "class_ids", [0, 1, 2, 1, 1], False),  # one past it
+        (3, "class_ids", [0, -1, 1, 1, 1], False),
+        (3, "scores", [0.0, 1.0, 0.5, 0.5, 0.5], True),  # both ends are in
+        (3, "scores", [0.0, 1.01, 0.5, 0.5, 0.5], False),
+        (3, "scores", [-0.01, 0.5, 0.5, 0.5, 0.5], False),
+        (3, "depth_m", [0.0, 80.0, 1.0, 1.0, 1.0], True),
+        (3, "depth_m", [1.0, -0.5, 1.0, 1.0, 1.0], False),
+        (6, "states", [0, 1, 2], True),
+        (6, "states", [0, 3, 2], False),
+        (6, "class_ids", [0, 1, 0], False),  # one class name
+    ],
+)
+def test_range_rules_at_their_bounds(index: int, field: str, value: list[float], ok: bool) -> None:
+    msg = sample_messages()[index]
+    setattr(msg, field, np.array(value, getattr(msg, field).dtype))
+    if ok:
+        assert isinstance(decode(as_bytes(encode("t", msg)))[1], type(msg))
+        return
+    with pytest.raises(InvalidField):
+        encode("t", msg)  # the sender's check
+    with pytest.raises(InvalidField):
+        decode(as_bytes(encode("t", msg, validate=False)))  # and the receiver's
+
+
 def _mutated(
     base: list[bytes], fuzz: np.random.Generator, max_flips: int, truncate_p: float = 1.0
 ) -> list[bytes]:

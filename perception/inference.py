@@ -315,23 +315,28 @@ class Engine:
         return static_out
 
     @contextlib.contextmanager
-    def _one_cpu_thread(self) -> Iterator[None]:
-        """Run pre-processing on one CPU thread (torch and OpenCV).
+    def _one_cpu_thread(self, torch_too: bool) -> Iterator[None]:
+        """Run pre-processing on one CPU thread (OpenCV, and torch when ``torch_too``).
 
-        It is one OpenCV pass per frame (~0.7 ms at 384x640) that gains nothing from a second
+        It is a pass or two per frame (~0.7 ms at 384x640) that gains nothing from a second
         thread, while a parallel region waits for every thread: when another process held a
         core, the 2-thread pre-processing took 3-8 ms in the detector node, 1.7 ms on one.
+        Torch's only heavy work here is resizing; asking for and setting its thread count
+        costs ~0.08 ms when cold, so frames already at the input size skip that.
         """
         if self.device.type != "cpu":
             yield
             return
-        threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
-        torch.set_num_threads(1)
+        threads = torch.get_num_threads() if torch_too else 0
+        cv_threads = cv2.getNumThreads()
+        if torch_too:
+            torch.set_num_threads(1)
         cv2.setNumThreads(1)
         try:
             yield
         finally:
-            torch.set_num_threads(threads)
+            if torch_too:
+                torch.set_num_threads(threads)
             cv2.setNumThreads(cv_threads)
 
     # -- the three stages -------------------------------------------------------------------
@@ -342,12 +347,13 @@ class Engine:
         logical NCHW tensor.
         """
         batch = torch.empty((len(frames), *self.input_hw, 3), device=self.device)
-        boxes = []
-        for i, frame in enumerate(frames):
-            box = Letterbox.fit(frame.shape[:2], self.input_hw)
-            image = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device, non_blocking=True)
-            letterbox_into(batch[i], image, box, self._scale, self._shift, bgr=True)
-            boxes.append(box)
+        boxes = [Letterbox.fit(frame.shape[:2], self.input_hw) for frame in frames]
+        resizing = any(box.resized_hw != box.src_hw for box in boxes)
+        with self._one_cpu_thread(torch_too=resizing):
+            for i, (frame, box) in enumerate(zip(frames, boxes, strict=True)):
+                image = torch.from_numpy(np.ascontiguousarray(frame))
+                image = image.to(self.device, non_blocking=True)
+                letterbox_into(batch[i], image, box, self._scale, self._shift, bgr=True)
         nchw = batch.permute(0, 3, 1, 2)
         return (nchw if self.config.channels_last else nchw.contiguous()), boxes
 
@@ -401,7 +407,8 @@ class Engine:
         left = int(box.pad_left // factor_x)
         bottom = int(-(-(box.pad_top + box.resized_hw[0]) // factor_y))
         right = int(-(-(box.pad_left + box.resized_hw[1]) // factor_x))
-        crop = depth[top:bottom, left:right].to(torch.float16).cpu().numpy()
+        half = depth[top:bottom, left:right].to(torch.float16)
+        crop = half.numpy() if half.device.type == "cpu" else half.cpu().numpy()
         sx, ox, sy, oy = box.affine_to_source()
         # depth pixel u sits at input x = (u + left + 0.5) * factor - 0.5
         return DepthMap(
@@ -442,8 +449,7 @@ class Engine:
         clock = _Clock(self.device)
         with torch.inference_mode():
             clock.mark()
-            with self._one_cpu_thread():
-                batch, boxes = self.preprocess(frames)
+            batch, boxes = self.preprocess(frames)
             clock.mark()
             outputs = self._forward(batch)
             clock.mark()

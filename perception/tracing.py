@@ -15,8 +15,9 @@ share its capture ``stamp_ns``, so a frame can be followed through every hop and
 ``perception bench pipeline`` does to split the time the stack adds into its parts. The
 monotonic clock is shared by the processes of one host only.
 
-Off (the default), each event site costs one flag check; on, one list append (written out
-in batches, and when the process ends).
+Off (the default), each event site costs one flag check; on, one list append. Nodes write
+the events out about once a second at a quiet moment (``Node`` periodic work), the buffer
+when it fills (a process that is never quiet), and the process when it ends.
 """
 
 from __future__ import annotations

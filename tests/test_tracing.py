@@ -68,3 +68,33 @@ def test_untraced_process_records_nothing_and_bad_lines_are_skipped(tmp_path: Pa
     folder.mkdir()
     (folder / "1.jsonl").write_text('{"event": "sent"}\n{"truncated\n[1, 2]\n')
     assert tracing.read(folder) == [{"event": "sent"}]
+
+
+def test_a_traced_node_writes_its_events_while_it_runs(tmp_path: Path) -> None:
+    # Events go out at a quiet moment about once a second, not when a frame fills the buffer:
+    # the child reads its own trace back before it ends, without any final flush.
+    script = textwrap.dedent(
+        """
+        import os
+        import time
+
+        from perception import tracing
+        from perception.bus import BusConfig
+        from perception.node import Node, NodeConfig
+
+        bus = BusConfig(namespace="tracetest%d" % os.getpid())
+        with Node("monitor", NodeConfig(name="n", bus=bus)) as node:
+            tracing.stage("n", "work", 7, 1.5)
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline and not tracing.read(os.environ["PERCEPTION_TRACE"]):
+                node.wait(0.05)
+            print(len(tracing.read(os.environ["PERCEPTION_TRACE"])), flush=True)
+            os._exit(0)
+        """
+    )
+    env = {"PERCEPTION_TRACE": str(tmp_path / "trace"), "PYTHONPATH": str(Path.cwd())}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.split()[-1]) >= 1

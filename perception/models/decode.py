@@ -154,8 +154,8 @@ def dense_depth_m(
     which must come from outside the network (ground truth, a known ground plane, ...);
     pixels where that is not positive get 0.
     """
-    if "log_depth" in outputs:
-        return torch.exp(outputs["log_depth"].float().clamp(*log_depth_range))
+    if "log_depth" in outputs:  # (one new tensor, exponentiated in place)
+        return outputs["log_depth"].float().clamp(*log_depth_range).exp_()
     if inverse_affine is None:
         raise ValueError("an inverse-relative depth output needs inverse_affine=(scale, shift)")
     scale, shift = inverse_affine

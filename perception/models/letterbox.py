@@ -138,13 +138,25 @@ def _normalise_cpu_into(
     canvas instead of copying a result there saves a 3 MB pass (~0.5 ms after a forward).
     """
     s, b = scale.tolist(), shift.tolist()
+    itemsize = out_hwc.itemsize
+    interleaved = out_hwc.strides[1:] == (3 * itemsize, itemsize)
+    if interleaved and s[0] == s[1] == s[2] and b[0] == b[1] == b[2]:
+        # One affine for all channels (DPT's mean = std = 0.5): the channel swap is a byte
+        # pass, then OpenCV converts and scales in one pass into the canvas. ~0.15 ms less
+        # than converting first and transforming the floats (cold, after a forward).
+        src = np.ascontiguousarray(image_hwc)
+        if bgr:
+            src = cv2.cvtColor(src, cv2.COLOR_BGR2RGB)
+        done = cv2.addWeighted(src, s[0], src, 0.0, b[0], dst=out_hwc, dtype=cv2.CV_32F)
+        if done.ctypes.data != out_hwc.ctypes.data:  # never seen: OpenCV would have copied
+            out_hwc[...] = done
+        return
     matrix = np.zeros((3, 4), np.float32)
     for out_c in range(3):
         matrix[out_c, 2 - out_c if bgr else out_c] = s[out_c]
         matrix[out_c, 3] = b[out_c]
     pixels = image_hwc.astype(np.float32)
-    itemsize = out_hwc.itemsize
-    if out_hwc.strides[1:] != (3 * itemsize, itemsize):  # e.g. a channels-first canvas
+    if not interleaved:  # e.g. a channels-first canvas
         out_hwc[...] = cv2.transform(pixels, matrix)  # OpenCV writes only interleaved rows
         return
     result = cv2.transform(pixels, matrix, dst=out_hwc)

@@ -70,6 +70,8 @@ def flush() -> None:
         return
     with _flush_lock:
         batch = _events[:]
+        if not batch:  # another thread wrote them while this one waited for the lock
+            return
         del _events[: len(batch)]  # what other threads added meanwhile stays
         _write(_folder, batch)
 

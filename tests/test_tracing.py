@@ -98,3 +98,40 @@ def test_a_traced_node_writes_its_events_while_it_runs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.split()[-1]) >= 1
+
+
+def test_threads_flushing_together_write_each_event_once_and_no_blank_lines(
+    tmp_path: Path,
+) -> None:
+    # The nodes of a composed process share the buffer and each flushes it periodically.
+    script = textwrap.dedent(
+        """
+        import threading
+
+        from perception import tracing
+
+        def work(name):
+            for i in range(300):
+                tracing.stage(name, "s", i, 1.0)
+                tracing.flush()
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in ("a", "b", "c")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        tracing.flush()
+        """
+    )
+    env = {"PERCEPTION_TRACE": str(tmp_path / "trace"), "PYTHONPATH": str(Path.cwd())}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (path,) = (tmp_path / "trace").glob("*.jsonl")
+    lines = path.read_text().split("\n")
+    assert lines[-1] == "" and all(lines[:-1])  # ends with a newline, no empty line
+    events = tracing.read(tmp_path / "trace")
+    assert sorted((e["node"], e["stamp_ns"]) for e in events) == sorted(
+        (n, i) for n in "abc" for i in range(300)
+    )

@@ -321,8 +321,8 @@ class Engine:
         It is a pass or two per frame (~0.7 ms at 384x640) that gains nothing from a second
         thread, while a parallel region waits for every thread: when another process held a
         core, the 2-thread pre-processing took 3-8 ms in the detector node, 1.7 ms on one.
-        Torch's only heavy work here is resizing; asking for and setting its thread count
-        costs ~0.08 ms when cold, so frames already at the input size skip that.
+        Torch's work here is resizing, padding and reordering; asking for and setting its
+        thread count costs ~0.08 ms when cold, so frames that need none of it skip that.
         """
         if self.device.type != "cpu":
             yield
@@ -348,14 +348,18 @@ class Engine:
         """
         batch = torch.empty((len(frames), *self.input_hw, 3), device=self.device)
         boxes = [Letterbox.fit(frame.shape[:2], self.input_hw) for frame in frames]
-        resizing = any(box.resized_hw != box.src_hw for box in boxes)
-        with self._one_cpu_thread(torch_too=resizing):
+        # Torch works here when it resizes, pads or reorders the batch; not for frames that
+        # are the input exactly, going into the channels-last batch.
+        torch_works = not self.config.channels_last or any(
+            box.src_hw != self.input_hw for box in boxes
+        )
+        with self._one_cpu_thread(torch_too=torch_works):
             for i, (frame, box) in enumerate(zip(frames, boxes, strict=True)):
                 image = torch.from_numpy(np.ascontiguousarray(frame))
                 image = image.to(self.device, non_blocking=True)
                 letterbox_into(batch[i], image, box, self._scale, self._shift, bgr=True)
-        nchw = batch.permute(0, 3, 1, 2)
-        return (nchw if self.config.channels_last else nchw.contiguous()), boxes
+            nchw = batch.permute(0, 3, 1, 2)
+            return (nchw if self.config.channels_last else nchw.contiguous()), boxes
 
     def postprocess(
         self,

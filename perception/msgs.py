@@ -102,6 +102,7 @@ class Message:
 def _within(values: np.ndarray, low: float, high: float) -> bool:
     """Every value in [low, high] (NaN is not). Two ufunc reductions: ``np.all`` over a
     comparison costs several times more when run cold, as each message's checks are."""
+    values = np.asarray(values)  # a sender may still hold plain lists
     if values.size == 0:
         return True
     return bool(np.minimum.reduce(values, axis=None) >= low) and bool(

@@ -56,7 +56,9 @@ _SNDMORE = int(zmq.SNDMORE)
 
 def send_parts(sock: zmq.Socket[Any], parts: list[Any], track: bool = False) -> Any:
     """``sock.send_multipart(parts, copy=False, track=track)`` without its per-part flag
-    arithmetic; returns the last part's MessageTracker."""
+    arithmetic; returns the last part's MessageTracker. Unlike ``send_multipart`` it does not
+    check every part is a buffer before sending the first: the codec's frames always are
+    (bytes, or C-contiguous arrays)."""
     for part in parts[:-1]:
         sock.send(part, _SNDMORE, copy=False, track=track)
     return sock.send(parts[-1], 0, copy=False, track=track)

@@ -3,7 +3,7 @@
 The message requires finite numbers everywhere. A track whose position was never measured (no
 depth for any of its detections) is sent with position and velocity 0 and variance
 ``UNKNOWN_VARIANCE`` on the diagonal of its covariance: subscribers must read the covariance,
-as with any estimate. An unknown metric size is sent as 0.
+as with any estimate. An unknown (or non-finite) metric size is sent as 0.
 """
 
 from __future__ import annotations

@@ -384,3 +384,13 @@ def test_all_finite_agrees_with_numpy_on_random_bit_patterns(dtype, size) -> Non
         for _ in range(int(rng.integers(0, 3))):  # a few arbitrary bit patterns
             arr.view(uint)[rng.integers(0, arr.size)] = rng.integers(0, np.iinfo(uint).max)
         assert codec.all_finite(arr) == bool(np.isfinite(arr).all())
+
+
+def test_range_rules_take_plain_lists_from_a_sender() -> None:
+    empty = Detections(class_names=[], scores=[], class_ids=[], depth_m=[])  # type: ignore[arg-type]
+    assert isinstance(decode(as_bytes(encode("t", empty)))[1], Detections)
+    bad = Detections(
+        class_names=["car"], boxes_xyxy=[[0, 0, 1, 1]], scores=[2.0], class_ids=[0], depth_m=[1.0]
+    )  # type: ignore[arg-type]
+    with pytest.raises(InvalidField):
+        encode("t", bad)

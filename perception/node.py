@@ -163,7 +163,7 @@ class Node:
         self._last_input_ns = 0  # when a wait last found input
         self._periodic = [_Periodic(int(config.status_period_s * 1e9), self._publish_status)]
         if tracing.enabled:  # write the trace at quiet moments, not when a frame fills the buffer
-            self._periodic.append(_Periodic(1_000_000_000, lambda _now: tracing.flush()))
+            self.every(1.0, lambda _now: tracing.flush())
         self._last_output_counts: dict[str, tuple[int, int]] = {}
         self._warn = RateLimitedLog(self.log)
         self._poller = zmq.Poller()
